@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Shared by scripts/*: install missing Debian packages, configure with Ninja (+ ccache), build.
+set -euo pipefail
+
+COURIER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+COURIER_BASE_PACKAGES=(cmake ninja-build g++ pkg-config ccache
+                       libconcurrentqueue-dev libboost-dev nlohmann-json3-dev catch2)
+
+# courier_ensure_packages PKG...: installs those that are missing (apt-get update first).
+courier_ensure_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "courier: installing ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# courier_jobs: parallel build jobs (all cores; 2 here).
+courier_jobs() { nproc 2>/dev/null || echo 2; }
+
+# courier_configure BUILD_DIR CMAKE_ARGS...: configures with Ninja, ccache when present.
+courier_configure() {
+    local dir="$1"; shift
+    local launcher=()
+    if command -v ccache >/dev/null 2>&1; then
+        launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+        # PCH and __DATE__ would otherwise defeat the cache.
+        export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
+        export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+    fi
+    cmake -S "$COURIER_ROOT" -B "$dir" -G Ninja "${launcher[@]}" "$@" >/dev/null
+}
