@@ -1,0 +1,228 @@
+// The in-flight form of a published event: the typed object itself (moved, never serialized),
+// a small header (timestamp, lazily made event id, causation, shared trace data) and a JSON
+// cache filled at most once, only when something needs bytes. Refcounted so fan-out shares one
+// allocation; queues carry a pointer to it, never the object.
+#pragma once
+
+#include <courier/core/clock.hpp>
+#include <courier/core/config.hpp>
+#include <courier/core/uuid.hpp>
+#include <courier/event/envelope.hpp>
+#include <courier/event/event_traits.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+
+COURIER_BEGIN_NAMESPACE
+namespace detail {
+
+/// Counts every JSON serialization the bus performs, so a test can prove the typed path never does.
+inline std::atomic<std::uint64_t>& json_encode_counter() noexcept {
+    static std::atomic<std::uint64_t> n{0};
+    return n;
+}
+
+/// Trace data shared (immutably) by every event of one causal chain.
+struct trace_data {
+    std::string trace_id;
+    std::string correlation_id;
+    std::string producer;  // empty: the bus's default producer
+    std::map<std::string, std::string> headers;
+};
+
+/// A dense per-process index for each typed event type, so a publish finds its route by
+/// indexing a vector instead of hashing a name.
+inline std::size_t next_type_index() noexcept {
+    static std::atomic<std::size_t> n{0};
+    return n.fetch_add(1, std::memory_order_relaxed);
+}
+template <class T>
+std::size_t type_index_of() noexcept {
+    static const std::size_t index = next_type_index();
+    return index;
+}
+inline constexpr std::size_t no_type = static_cast<std::size_t>(-1);
+
+struct message_base;
+
+/// Per-type operations, one static table per event type (no virtual call on the hot path;
+/// these run only when JSON or destruction is needed).
+struct message_ops {
+    void (*destroy)(message_base*) noexcept;
+    nlohmann::json (*data_to_json)(const message_base&);
+    std::size_t type_index;
+    const std::type_info* type;
+};
+
+struct message_base {
+    std::atomic<std::uint32_t> refs{1};
+    bool heap = false;  // stack messages (inline-only publish) are never destroyed through refs
+    const message_ops* ops = nullptr;
+    std::string_view event_type;  // a literal (typed) or a view into the owned envelope
+    time_point timestamp{};
+    uuid causation_id{};
+    std::shared_ptr<const trace_data> trace;  // null when there is no context at all
+    std::string key;                          // ordering key given at publish (may be empty)
+
+    /// The event id, made on first use (UUID v7 from the publish timestamp) so an event that
+    /// nobody asks about never pays for one; every reader sees the same id.
+    const uuid& event_id() const noexcept {
+        auto s = id_state_.load(std::memory_order_acquire);
+        if (COURIER_LIKELY(s == 2)) return id_;
+        std::uint8_t expected = 0;
+        if (id_state_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+            id_ = make_uuid_v7(timestamp);
+            id_state_.store(2, std::memory_order_release);
+        } else {
+            while (id_state_.load(std::memory_order_acquire) != 2) {
+            }
+        }
+        return id_;
+    }
+    void set_event_id(const uuid& id) noexcept {
+        id_ = id;
+        id_state_.store(2, std::memory_order_release);
+    }
+    bool has_event_id() const noexcept { return id_state_.load(std::memory_order_acquire) == 2; }
+
+    /// The event's data as JSON, serialized at most once per message and shared by every reader.
+    const nlohmann::json& data_json() const {
+        std::call_once(json_once_, [this] {
+            json_encode_counter().fetch_add(1, std::memory_order_relaxed);
+            json_ = ops->data_to_json(*this);
+        });
+        return json_;
+    }
+
+    std::size_t type_index() const noexcept { return ops->type_index; }
+
+    /// The whole envelope (makes the id and the JSON if not made yet).
+    envelope to_envelope(std::string_view default_producer) const {
+        envelope e;
+        e.event_type = std::string(event_type);
+        e.event_id = event_id();
+        e.timestamp = timestamp;
+        e.version = version_of(event_type);
+        e.data = data_json();
+        if (trace) {
+            e.metadata.trace_id = trace->trace_id;
+            e.metadata.correlation_id = trace->correlation_id;
+            e.metadata.producer = trace->producer.empty() ? std::string(default_producer) : trace->producer;
+            e.headers = trace->headers;
+        } else {
+            e.metadata.producer = std::string(default_producer);
+        }
+        if (!causation_id.is_nil()) e.metadata.causation_id = causation_id.to_string();
+        if (!key.empty()) e.headers["courier-key"] = key;
+        return e;
+    }
+
+    static int version_of(std::string_view name) noexcept {
+        auto dot = name.rfind('.');
+        if (dot == std::string_view::npos || dot + 2 > name.size() || name[dot + 1] != 'v') return 0;
+        int v = 0;
+        for (auto c : name.substr(dot + 2)) {
+            if (c < '0' || c > '9') return 0;
+            v = v * 10 + (c - '0');
+        }
+        return v;
+    }
+
+protected:
+    message_base() = default;
+    ~message_base() = default;
+
+private:
+    mutable std::atomic<std::uint8_t> id_state_{0};
+    mutable uuid id_{};
+    mutable std::once_flag json_once_;
+    mutable nlohmann::json json_;
+};
+
+inline void retain(message_base* m, std::uint32_t n = 1) noexcept {
+    if (m->heap) m->refs.fetch_add(n, std::memory_order_relaxed);
+}
+inline void release(message_base* m) noexcept {
+    if (m->heap && m->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) m->ops->destroy(m);
+}
+
+/// A typed event in flight.
+template <class T>
+struct typed_message final : message_base {
+    T value;
+
+    template <class U>
+    explicit typed_message(U&& v) : value(std::forward<U>(v)) {
+        ops = &table;
+        event_type = event_type_of<T>().str();
+    }
+
+    static void destroy(message_base* m) noexcept { delete static_cast<typed_message*>(m); }
+    static nlohmann::json to_json(const message_base& m) {
+        return nlohmann::json(static_cast<const typed_message&>(m).value);
+    }
+    static inline const message_ops table{&typed_message::destroy, &typed_message::to_json,
+                                          type_index_of<T>(), &typeid(T)};
+};
+
+/// A dynamic event published as an envelope: the data is JSON already.
+struct envelope_message final : message_base {
+    envelope env;
+
+    explicit envelope_message(envelope e) : env(std::move(e)) {
+        ops = &table;
+        event_type = env.event_type;
+        timestamp = env.timestamp;
+        if (!env.event_id.is_nil()) set_event_id(env.event_id);
+        if (!env.metadata.causation_id.empty()) {
+            if (auto c = uuid::parse(env.metadata.causation_id)) causation_id = *c;
+        }
+        if (!env.metadata.trace_id.empty() || !env.metadata.correlation_id.empty() ||
+            !env.metadata.producer.empty() || !env.headers.empty()) {
+            auto t = std::make_shared<trace_data>();
+            t->trace_id = env.metadata.trace_id;
+            t->correlation_id = env.metadata.correlation_id;
+            t->producer = env.metadata.producer;
+            t->headers = env.headers;
+            if (auto k = t->headers.find("courier-key"); k != t->headers.end()) {
+                key = k->second;
+                t->headers.erase(k);
+            }
+            trace = std::move(t);
+        }
+    }
+
+    static void destroy(message_base* m) noexcept { delete static_cast<envelope_message*>(m); }
+    static nlohmann::json to_json(const message_base& m) {
+        // Already JSON: copying is not serializing, so the counter is not touched.
+        return static_cast<const envelope_message&>(m).env.data;
+    }
+    static inline const message_ops table{&envelope_message::destroy, &envelope_message::to_json, no_type,
+                                          &typeid(envelope)};
+};
+
+/// Owning pointer for a heap message (one reference).
+struct message_ref {
+    message_base* p = nullptr;
+    message_ref() = default;
+    explicit message_ref(message_base* m) noexcept : p(m) {}
+    message_ref(const message_ref& o) noexcept : p(o.p) { if (p) retain(p); }
+    message_ref(message_ref&& o) noexcept : p(std::exchange(o.p, nullptr)) {}
+    message_ref& operator=(message_ref o) noexcept { std::swap(p, o.p); return *this; }
+    ~message_ref() { if (p) release(p); }
+    message_base* get() const noexcept { return p; }
+    message_base* operator->() const noexcept { return p; }
+    message_base* detach() noexcept { return std::exchange(p, nullptr); }
+};
+
+}  // namespace detail
+COURIER_END_NAMESPACE

@@ -1,0 +1,604 @@
+// The delivery engine of one subscription. Async modes push a message pointer into a lane
+// (a lock-free queue plus a count of scheduled drain tasks); a publisher posts a drain task
+// only when none is scheduled, and the task empties the lane in batches on the executor.
+// pooled = one lane, up to `concurrency` drainers; serial = one lane, one drainer;
+// keyed = `lanes` lanes, one drainer each. A failed attempt is retried through the timer
+// service (serial and keyed lanes hold back the messages behind it, to keep their order).
+#pragma once
+
+#include <courier/bus/dead_letter_store.hpp>
+#include <courier/bus/detail/bus_core.hpp>
+#include <courier/bus/detail/message.hpp>
+#include <courier/bus/idempotency.hpp>
+#include <courier/bus/message_context.hpp>
+#include <courier/bus/metrics.hpp>
+#include <courier/bus/subscription_options.hpp>
+#include <courier/core/config.hpp>
+#include <courier/event/topic_pattern.hpp>
+#include <courier/queue/mpmc_queue.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+COURIER_BEGIN_NAMESPACE
+namespace detail {
+
+/// Thrown by an invoker when the data cannot become the subscriber's type: never retried.
+struct decode_failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+inline std::string describe(const std::exception_ptr& ep) {
+    try {
+        std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "unknown exception";
+    }
+}
+
+/// The subscription running in this thread (so unsubscribe from inside its own handler does
+/// not wait for itself).
+inline const void*& current_subscription() noexcept {
+    thread_local const void* current = nullptr;
+    return current;
+}
+
+/// A delivery that failed at least once: it carries its history to the next attempt.
+struct retry_state {
+    message_ref msg;
+    std::uint32_t attempt = 1;  // the attempt about to run
+    std::vector<attempt_error> errors;
+};
+
+class subscription_state : public std::enable_shared_from_this<subscription_state> {
+public:
+    /// Calls the user's handler for a message (converting or upcasting the data when the
+    /// message does not carry the subscriber's type).
+    using invoker = std::function<void(const message_base&, const message_context&)>;
+
+    enum class match_kind : std::uint8_t { exact, pattern };
+
+    subscription_state(std::shared_ptr<bus_core> core, std::string name, std::string pattern_text,
+                       std::optional<topic_pattern> pattern, std::size_t type_index, subscription_options opts,
+                       invoker inv)
+        : core_(std::move(core)),
+          name_(std::move(name)),
+          pattern_text_(std::move(pattern_text)),
+          // A parsed run-time pattern views the caller's string: re-parse from our own copy.
+          pattern_(pattern ? std::optional<topic_pattern>(topic_pattern::parse(pattern_text_).value()) : std::nullopt),
+          type_index_(type_index),
+          opts_(std::move(opts)),
+          invoke_(std::move(inv)) {
+        {
+            std::shared_lock lock(core_->middleware_mutex);
+            middleware_ = core_->handle_middleware_list;
+        }
+        middleware_.insert(middleware_.end(), opts_.middleware.begin(), opts_.middleware.end());
+        std::size_t lane_count = 0;
+        max_drainers_ = 1;
+        switch (opts_.mode) {
+        case delivery_mode::inline_call: lane_count = 0; break;
+        case delivery_mode::pooled:
+            lane_count = 1;
+            max_drainers_ = opts_.concurrency ? opts_.concurrency : std::max<std::uint32_t>(1, core_->services.threads);
+            break;
+        case delivery_mode::serial: lane_count = 1; break;
+        case delivery_mode::keyed: lane_count = std::max<std::uint32_t>(1, opts_.lanes); break;
+        }
+        lanes_.reserve(lane_count);
+        for (std::size_t i = 0; i < lane_count; ++i) lanes_.push_back(std::make_unique<lane>());
+        if (opts_.batch == 0) opts_.batch = 1;
+    }
+
+    ~subscription_state() {
+        // Anything still queued was accounted for by unsubscribe(); only free it here.
+        for (auto& l : lanes_) {
+            message_base* m = nullptr;
+            while (l->queue.try_pop(m) == queue_status::ok) release(m);
+        }
+    }
+
+    const std::string& name() const noexcept { return name_; }
+    const std::string& pattern_text() const noexcept { return pattern_text_; }
+    const std::optional<topic_pattern>& pattern() const noexcept { return pattern_; }
+    std::size_t type_index() const noexcept { return type_index_; }
+    const subscription_options& options() const noexcept { return opts_; }
+    bool is_async() const noexcept { return !lanes_.empty(); }
+    bool active() const noexcept { return active_.load(std::memory_order_acquire); }
+
+    /// Publisher side. For async modes the caller has added one reference for this delivery.
+    /// Returns false when the message was not accepted (overflow or unsubscribed).
+    bool deliver(message_base* m) {
+        if (!is_async()) return deliver_inline(*m);
+        if (COURIER_UNLIKELY(!active())) {
+            release(m);  // unsubscribed: the event is simply not for us any more
+            return false;
+        }
+        lane& l = *lanes_[lane_of(*m)];
+        if (!reserve(l, m)) return false;
+        if (COURIER_UNLIKELY(l.queue.try_push(m) != queue_status::ok)) {
+            // Closed by unsubscribe or shutdown while we were on the way in.
+            l.depth.fetch_sub(1, std::memory_order_acq_rel);
+            discard_one(m, dead_letter_reason::unsubscribed);
+            return false;
+        }
+        // Dekker pairing with finish_drain(): our depth RMW precedes this load; the drainer's
+        // scheduled RMW precedes its depth load. One of us sees the other, so no message is
+        // left in a lane without a drain task.
+        if (l.scheduled.load(std::memory_order_seq_cst) < max_drainers_) try_schedule(l);
+        return true;
+    }
+
+    /// Stops delivery: no handler call starts after this returns (except from inside this
+    /// subscription's own handler, which finishes). Queued messages are dead-lettered
+    /// (at_least_once) or counted as dropped (at_most_once).
+    void unsubscribe() {
+        if (active_.exchange(false, std::memory_order_seq_cst) == false) return;
+        for (auto& l : lanes_) l->queue.close();
+        const long self = current_subscription() == this ? 1 : 0;
+        wait_for_inflight(self);
+        discard_waiting_retries(dead_letter_reason::unsubscribed);
+        for (auto& l : lanes_) discard_lane(*l, dead_letter_reason::unsubscribed);
+    }
+
+    /// Shutdown: waits (up to `deadline`) for queued messages to be handled, then closes and
+    /// hands back (dead-letters) what is left. Returns how many were handed back.
+    std::size_t drain_and_close(std::chrono::steady_clock::time_point deadline, const std::function<void()>& pump) {
+        while (std::chrono::steady_clock::now() < deadline) {
+            bool idle = inflight_.load(std::memory_order_acquire) == 0 && retries_pending_.load(std::memory_order_acquire) == 0;
+            for (auto& l : lanes_) idle = idle && l->depth.load(std::memory_order_acquire) == 0 && l->scheduled.load() == 0;
+            if (idle) break;
+            if (pump) pump();
+            else std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        active_.store(false, std::memory_order_seq_cst);
+        for (auto& l : lanes_) l->queue.close();
+        wait_for_inflight(0);
+        std::size_t handed_back = discard_waiting_retries(dead_letter_reason::shutdown);
+        for (auto& l : lanes_) handed_back += discard_lane(*l, dead_letter_reason::shutdown);
+        return handed_back;
+    }
+
+    subscription_metrics metrics() const {
+        subscription_metrics m;
+        m.name = name_;
+        m.pattern = pattern_text_;
+        m.delivered = counters_.delivered.load(std::memory_order_relaxed);
+        m.failed = counters_.failed.load(std::memory_order_relaxed);
+        m.retried = counters_.retried.load(std::memory_order_relaxed);
+        m.dead_lettered = counters_.dead_lettered.load(std::memory_order_relaxed);
+        m.dropped = counters_.dropped.load(std::memory_order_relaxed);
+        m.deduplicated = counters_.deduplicated.load(std::memory_order_relaxed);
+        for (auto& l : lanes_) {
+            auto d = l->depth.load(std::memory_order_relaxed);
+            m.queue_depth += d > 0 ? static_cast<std::uint64_t>(d) : 0;
+        }
+        m.latency_p50_ns = counters_.latency.percentile(0.50);
+        m.latency_p99_ns = counters_.latency.percentile(0.99);
+        m.latency_samples = counters_.latency.count();
+        return m;
+    }
+    const subscription_counters& counters() const noexcept { return counters_; }
+
+    /// Hands one message straight to this subscription (redrive of a dead letter).
+    bool redeliver(message_base* m) {
+        if (!active()) {
+            release(m);
+            return false;
+        }
+        return deliver(m);
+    }
+
+private:
+    struct lane {
+        mpmc_queue<message_base*> queue;
+        alignas(cache_line_size) std::atomic<std::int64_t> depth{0};     // reserved, not yet popped
+        alignas(cache_line_size) std::atomic<std::uint32_t> scheduled{0};  // drain tasks posted or running
+        // Owned by the single drainer of a serial/keyed lane: messages popped but held back
+        // behind a failed one that waits for its retry, in order.
+        std::deque<message_base*> held;
+        std::unique_ptr<retry_state> parked;
+    };
+
+    std::size_t lane_of(const message_base& m) const {
+        if (lanes_.size() <= 1) return 0;
+        std::uint64_t h = 0;
+        if (opts_.key) {
+            message_context ctx(m, name_, 1, core_->services.producer);
+            h = opts_.key(ctx);
+        } else if (!m.key.empty()) {
+            h = std::hash<std::string_view>{}(m.key);
+        }
+        return static_cast<std::size_t>(h % lanes_.size());
+    }
+
+    // Takes a slot in the lane under the capacity bound, applying the overflow policy.
+    bool reserve(lane& l, message_base* m) {
+        const auto cap = static_cast<std::int64_t>(opts_.capacity);
+        auto prev = l.depth.fetch_add(1, std::memory_order_seq_cst);
+        if (cap == 0 || prev < cap) return true;
+        switch (opts_.overflow) {
+        case overflow_policy::drop_oldest: {
+            message_base* oldest = nullptr;
+            if (l.queue.try_pop(oldest) == queue_status::ok) {
+                l.depth.fetch_sub(1, std::memory_order_acq_rel);
+                counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+                dead_letter_one(*oldest, dead_letter_reason::overflow, {}, 0);
+                release(oldest);
+            }
+            return true;  // the slot we took is ours now
+        }
+        case overflow_policy::block: {
+            l.depth.fetch_sub(1, std::memory_order_acq_rel);
+            if (!core_->services.manual) {
+                const auto deadline = std::chrono::steady_clock::now() + opts_.block_timeout;
+                for (unsigned spins = 0; std::chrono::steady_clock::now() < deadline; ++spins) {
+                    if (!active()) break;
+                    if (l.depth.load(std::memory_order_acquire) < cap) {
+                        if (l.depth.fetch_add(1, std::memory_order_seq_cst) < cap) return true;
+                        l.depth.fetch_sub(1, std::memory_order_acq_rel);
+                    }
+                    if (spins < 64) std::this_thread::yield();
+                    else std::this_thread::sleep_for(std::chrono::microseconds(50));
+                }
+            }
+            break;
+        }
+        case overflow_policy::fail:
+        case overflow_policy::drop_newest:
+            l.depth.fetch_sub(1, std::memory_order_acq_rel);
+            break;
+        }
+        counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+        dead_letter_one(*m, dead_letter_reason::overflow, {}, 0);
+        release(m);
+        return false;
+    }
+
+    void try_schedule(lane& l) {
+        auto s = l.scheduled.load(std::memory_order_acquire);
+        while (s < max_drainers_) {
+            if (l.scheduled.compare_exchange_weak(s, s + 1, std::memory_order_seq_cst)) {
+                post_drain(l);
+                return;
+            }
+        }
+    }
+
+    void post_drain(lane& l) {
+        boost::asio::post(core_->services.executor, [self = shared_from_this(), &l] { self->drain(l); });
+    }
+
+    void drain(lane& l) {
+        inflight_.fetch_add(1, std::memory_order_seq_cst);
+        if (COURIER_UNLIKELY(!active())) {
+            // unsubscribe()/shutdown own the lane now; they hand back what is in it.
+            inflight_.fetch_sub(1, std::memory_order_seq_cst);
+            l.scheduled.fetch_sub(1, std::memory_order_seq_cst);
+            return;
+        }
+        const void* previous = std::exchange(current_subscription(), this);
+        std::uint32_t budget = opts_.batch;
+        std::uint64_t delivered = 0;
+        bool parked = false;
+        const bool ordered = max_drainers_ == 1 && opts_.mode != delivery_mode::pooled;
+
+        if (ordered && l.parked) {
+            // Resume a retry that held this lane.
+            auto rs = std::move(l.parked);
+            if (!run_attempt(std::move(rs), &l, delivered)) parked = true;
+            if (budget) --budget;
+        }
+        message_base* batch[64];
+        while (!parked && budget > 0) {
+            if (ordered && !l.held.empty()) {
+                message_base* m = l.held.front();
+                l.held.pop_front();
+                --budget;
+                if (!handle_first(m, &l, delivered)) parked = true;
+                continue;
+            }
+            const std::size_t want = std::min<std::size_t>(budget, 64);
+            const std::size_t n = l.queue.try_pop_bulk(batch, want);
+            if (n == 0) break;
+            l.depth.fetch_sub(static_cast<std::int64_t>(n), std::memory_order_acq_rel);
+            budget -= static_cast<std::uint32_t>(n);
+            for (std::size_t i = 0; i < n; ++i) {
+                if (parked) {
+                    l.held.push_back(batch[i]);  // keep order behind the message waiting for its retry
+                    continue;
+                }
+                if (!handle_first(batch[i], ordered ? &l : nullptr, delivered)) parked = true;
+            }
+        }
+        if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_relaxed);
+        current_subscription() = previous;
+        inflight_.fetch_sub(1, std::memory_order_seq_cst);
+        if (parked) return;  // the retry timer posts the next drain; the lane stays scheduled
+        if (budget == 0) {
+            post_drain(l);  // more may be waiting: yield the thread, keep the lane scheduled
+            return;
+        }
+        finish_drain(l);
+    }
+
+    void finish_drain(lane& l) {
+        l.scheduled.fetch_sub(1, std::memory_order_seq_cst);
+        if (l.depth.load(std::memory_order_seq_cst) > 0 || (!l.held.empty() && max_drainers_ == 1)) try_schedule(l);
+    }
+
+    // First attempt of a popped message. Returns false when an ordered lane must wait for a retry.
+    bool handle_first(message_base* m, lane* ordered_lane, std::uint64_t& delivered) {
+        if (COURIER_UNLIKELY(!active())) {
+            discard_one(m, dead_letter_reason::unsubscribed);
+            return true;
+        }
+        auto r = attempt(*m, 1, delivered);
+        if (COURIER_LIKELY(!r)) {
+            release(m);
+            return true;
+        }
+        auto rs = std::make_unique<retry_state>();
+        rs->msg = message_ref(m);
+        rs->attempt = 1;
+        rs->errors.push_back(std::move(r->error));
+        return after_failure(std::move(rs), r->error_ptr, ordered_lane, r->undecodable);
+    }
+
+    struct failure {
+        attempt_error error;
+        std::exception_ptr error_ptr;
+        bool undecodable = false;
+    };
+
+    // Runs the handler once; returns the failure, if any.
+    std::optional<failure> attempt(const message_base& m, std::uint32_t n, std::uint64_t& delivered) {
+        message_context ctx(m, name_, n, core_->services.producer);
+        context_scope scope(ctx);
+        // A thread-local tick: sampling must not add a shared write per message.
+        thread_local std::uint32_t sample_tick = 0;
+        const bool sample = opts_.latency_sample_every != 0 && (++sample_tick % opts_.latency_sample_every) == 0;
+        const auto start = sample ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        try {
+            if (middleware_.empty()) {
+                invoke_(m, ctx);
+            } else {
+                skipped_as_duplicate() = false;
+                run_chain(m, ctx, 0);
+                if (std::exchange(skipped_as_duplicate(), false)) {
+                    counters_.deduplicated.fetch_add(1, std::memory_order_relaxed);
+                    --delivered;  // counted below as delivered; a skipped duplicate is not
+                }
+            }
+            ++delivered;
+            if (sample)
+                counters_.latency.record(static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count()));
+            return std::nullopt;
+        } catch (const decode_failure& e) {
+            counters_.failed.fetch_add(1, std::memory_order_relaxed);
+            return failure{attempt_error{n, core_->services.clock.now(), e.what()}, std::current_exception(), true};
+        } catch (...) {
+            counters_.failed.fetch_add(1, std::memory_order_relaxed);
+            auto ep = std::current_exception();
+            return failure{attempt_error{n, core_->services.clock.now(), describe(ep)}, ep, false};
+        }
+    }
+
+    void run_chain(const message_base& m, const message_context& ctx, std::size_t i) {
+        if (i == middleware_.size()) {
+            invoke_(m, ctx);
+            return;
+        }
+        middleware_[i](ctx, [&] { run_chain(m, ctx, i + 1); });
+    }
+
+    // Runs a retry attempt; returns false when the (ordered) lane must keep waiting.
+    bool run_attempt(std::unique_ptr<retry_state> rs, lane* ordered_lane, std::uint64_t& delivered) {
+        if (!active()) {
+            dead_letter_one(*rs->msg.get(), dead_letter_reason::unsubscribed, std::move(rs->errors), rs->attempt - 1);
+            return true;
+        }
+        auto r = attempt(*rs->msg.get(), rs->attempt, delivered);
+        if (!r) return true;
+        rs->errors.push_back(std::move(r->error));
+        return after_failure(std::move(rs), r->error_ptr, ordered_lane, r->undecodable);
+    }
+
+    // Decides between a retry and the dead-letter store. Returns false if an ordered lane parks.
+    bool after_failure(std::unique_ptr<retry_state> rs, const std::exception_ptr& ep, lane* ordered_lane,
+                       bool undecodable = false) {
+        const std::uint32_t failed = rs->attempt;
+        const bool retry_allowed = opts_.guarantee == delivery_guarantee::at_least_once && !undecodable &&
+                                   !core_->closed.load(std::memory_order_acquire);
+        if (!retry_allowed || !opts_.retry.should_retry(failed, ep)) {
+            dead_letter_reason reason = undecodable ? dead_letter_reason::undecodable
+                                        : (opts_.guarantee == delivery_guarantee::at_least_once &&
+                                           opts_.retry.is_retryable && !opts_.retry.is_retryable(ep))
+                                            ? dead_letter_reason::non_retryable
+                                            : dead_letter_reason::handler_failed;
+            dead_letter_one(*rs->msg.get(), reason, std::move(rs->errors), failed);
+            return true;
+        }
+        counters_.retried.fetch_add(1, std::memory_order_relaxed);
+        const auto delay = opts_.retry.delay_after(failed);
+        rs->attempt = failed + 1;
+        if (ordered_lane) {
+            ordered_lane->parked = std::move(rs);
+            retries_pending_.fetch_add(1, std::memory_order_acq_rel);
+            core_->services.timers.schedule_after(delay, [self = shared_from_this(), l = ordered_lane] {
+                self->retries_pending_.fetch_sub(1, std::memory_order_acq_rel);
+                self->drain(*l);
+            });
+            return false;
+        }
+        std::uint64_t id;
+        {
+            // Kept here, not in the timer callback, so that shutdown can hand it back even if
+            // the timer never fires.
+            std::lock_guard lock(retry_mutex_);
+            id = ++next_retry_id_;
+            waiting_retries_.emplace(id, std::move(rs));
+        }
+        retries_pending_.fetch_add(1, std::memory_order_acq_rel);
+        core_->services.timers.schedule_after(delay, [self = shared_from_this(), id] {
+            std::unique_ptr<retry_state> owned;
+            {
+                std::lock_guard lock(self->retry_mutex_);
+                auto it = self->waiting_retries_.find(id);
+                if (it == self->waiting_retries_.end()) return;  // handed back at shutdown
+                owned = std::move(it->second);
+                self->waiting_retries_.erase(it);
+            }
+            self->inflight_.fetch_add(1, std::memory_order_seq_cst);
+            const void* previous = std::exchange(current_subscription(), self.get());
+            std::uint64_t delivered = 0;
+            self->run_attempt(std::move(owned), nullptr, delivered);
+            if (delivered) self->counters_.delivered.fetch_add(delivered, std::memory_order_relaxed);
+            current_subscription() = previous;
+            self->inflight_.fetch_sub(1, std::memory_order_seq_cst);
+            self->retries_pending_.fetch_sub(1, std::memory_order_acq_rel);
+        });
+        return true;
+    }
+
+    bool deliver_inline(const message_base& m) {
+        inflight_.fetch_add(1, std::memory_order_seq_cst);
+        if (COURIER_UNLIKELY(!active())) {
+            inflight_.fetch_sub(1, std::memory_order_seq_cst);
+            return false;
+        }
+        const void* previous = std::exchange(current_subscription(), this);
+        std::uint64_t delivered = 0;
+        auto r = attempt(m, 1, delivered);
+        if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_relaxed);
+        if (r) {
+            // Retries of an inline subscription run on the executor (the publisher is not
+            // kept waiting through a backoff). The message must outlive this call: copy it
+            // to the heap as an envelope if it lives on the publisher's stack.
+            auto rs = std::make_unique<retry_state>();
+            if (m.heap) {
+                retain(const_cast<message_base*>(&m));
+                rs->msg = message_ref(const_cast<message_base*>(&m));
+            } else {
+                auto* copy = new envelope_message(m.to_envelope(core_->services.producer));
+                copy->heap = true;
+                rs->msg = message_ref(copy);
+            }
+            rs->attempt = 1;
+            rs->errors.push_back(std::move(r->error));
+            after_failure(std::move(rs), r->error_ptr, nullptr, r->undecodable);
+        }
+        current_subscription() = previous;
+        inflight_.fetch_sub(1, std::memory_order_seq_cst);
+        return true;
+    }
+
+    void wait_for_inflight(long allowed) {
+        for (unsigned spins = 0; inflight_.load(std::memory_order_seq_cst) > allowed; ++spins) {
+            if (spins < 100) std::this_thread::yield();
+            else std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+    }
+
+    std::size_t discard_waiting_retries(dead_letter_reason reason) {
+        std::map<std::uint64_t, std::unique_ptr<retry_state>> taken;
+        {
+            std::lock_guard lock(retry_mutex_);
+            taken.swap(waiting_retries_);
+        }
+        for (auto& [id, rs] : taken) {
+            dead_letter_one(*rs->msg.get(), reason, std::move(rs->errors), rs->attempt - 1);
+            retries_pending_.fetch_sub(1, std::memory_order_acq_rel);
+        }
+        return taken.size();
+    }
+
+    std::size_t discard_lane(lane& l, dead_letter_reason reason) {
+        std::size_t n = 0;
+        if (l.parked) {
+            auto rs = std::move(l.parked);
+            dead_letter_one(*rs->msg.get(), reason, std::move(rs->errors), rs->attempt - 1);
+            ++n;
+        }
+        for (auto* m : l.held) {
+            discard_one(m, reason);
+            ++n;
+        }
+        l.held.clear();
+        // depth counts pushes that reserved a slot; a racing push either lands (we pop it) or
+        // sees the closed queue and gives its slot back, so this loop ends.
+        for (unsigned spins = 0; l.depth.load(std::memory_order_acquire) > 0;) {
+            message_base* m = nullptr;
+            if (l.queue.try_pop(m) == queue_status::ok) {
+                l.depth.fetch_sub(1, std::memory_order_acq_rel);
+                discard_one(m, reason);
+                ++n;
+            } else if (++spins > 1000) {
+                std::this_thread::yield();
+            }
+        }
+        return n;
+    }
+
+    void discard_one(message_base* m, dead_letter_reason reason) {
+        if (opts_.guarantee == delivery_guarantee::at_least_once || reason == dead_letter_reason::shutdown) {
+            dead_letter_one(*m, reason, {}, 0);
+        } else {
+            counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+        }
+        release(m);
+    }
+
+public:
+    void dead_letter_one(const message_base& m, dead_letter_reason reason, std::vector<attempt_error> errors,
+                         std::uint32_t attempts) {
+        dead_letter d;
+        d.message = m.to_envelope(core_->services.producer);
+        d.subscription = name_;
+        d.reason = reason;
+        d.attempts = attempts;
+        const auto now = core_->services.clock.now();
+        d.first_failure = errors.empty() ? now : errors.front().at;
+        d.last_failure = errors.empty() ? now : errors.back().at;
+        d.errors = std::move(errors);
+        core_->dead_letters.add(std::move(d));
+        counters_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    }
+
+private:
+    std::shared_ptr<bus_core> core_;
+    std::string name_;
+    std::string pattern_text_;
+    std::optional<topic_pattern> pattern_;
+    std::size_t type_index_;
+    subscription_options opts_;
+    invoker invoke_;
+    std::vector<handle_middleware> middleware_;
+    std::vector<std::unique_ptr<lane>> lanes_;
+    std::uint32_t max_drainers_ = 1;
+    alignas(cache_line_size) std::atomic<bool> active_{true};
+    std::atomic<long> inflight_{0};
+    std::atomic<long> retries_pending_{0};
+    std::mutex retry_mutex_;
+    std::map<std::uint64_t, std::unique_ptr<retry_state>> waiting_retries_;  // pooled/inline retries on timers
+    std::uint64_t next_retry_id_ = 0;
+    subscription_counters counters_;
+};
+
+}  // namespace detail
+COURIER_END_NAMESPACE

@@ -1,0 +1,496 @@
+// The event bus: modules publish typed events named `domain.entity.action.vN` and subscribe to
+// exact names (fast path) or AMQP-style patterns, without knowing each other. In-process a
+// typed event travels as the object it is; JSON is made only when something needs bytes.
+#pragma once
+
+#include <courier/bus/dead_letter_store.hpp>
+#include <courier/bus/detail/bus_core.hpp>
+#include <courier/bus/detail/message.hpp>
+#include <courier/bus/detail/route.hpp>
+#include <courier/bus/detail/subscription_state.hpp>
+#include <courier/bus/idempotency.hpp>
+#include <courier/bus/message_context.hpp>
+#include <courier/bus/metrics.hpp>
+#include <courier/bus/subscription.hpp>
+#include <courier/bus/subscription_options.hpp>
+#include <courier/bus/topology.hpp>
+#include <courier/core/config.hpp>
+#include <courier/core/error.hpp>
+#include <courier/core/result.hpp>
+#include <courier/event/envelope.hpp>
+#include <courier/event/event_name.hpp>
+#include <courier/event/event_traits.hpp>
+#include <courier/event/topic_pattern.hpp>
+#include <courier/event/upcaster.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+COURIER_BEGIN_NAMESPACE
+
+/// Options of one publish.
+struct publish_options {
+    /// Ordering key (keyed subscriptions keep order per key), carried as header `courier-key`.
+    std::string key;
+    /// Free-form headers added to the envelope.
+    std::map<std::string, std::string> headers;
+    /// Start or continue a trace explicitly (overrides the inherited one).
+    std::string trace_id;
+    std::string correlation_id;
+};
+
+/// What a publish did.
+struct publish_result {
+    std::uint32_t deliveries = 0;  ///< subscriptions that accepted the event
+    std::uint32_t rejected = 0;    ///< subscriptions whose queue refused it (dead-lettered)
+    bool closed = false;           ///< the bus is shut down; nothing was delivered
+};
+
+/// Options of a bus.
+struct bus_options {
+    /// Dead-letter records kept before the oldest is evicted (and counted).
+    std::size_t dead_letter_capacity = 100000;
+};
+
+/// What `shutdown` did.
+struct shutdown_report {
+    std::size_t handed_back = 0;  ///< messages that could not be delivered in time (dead-lettered, reason shutdown)
+    bool timed_out = false;
+};
+
+/// The typed event bus.
+///
+/// Thread safety: every member may be called from any thread, handlers included.
+/// Ordering: see delivery_mode; inline subscriptions run before publish returns.
+/// Errors: a handler exception never escapes to the publisher or kills a worker; it is counted,
+/// retried (at_least_once) and dead-lettered. Bad run-time names and patterns are errors from
+/// `event_name::parse` / `topic_pattern::parse`; a bad literal does not compile.
+///
+/// Example:
+/// ```
+/// courier::runtime rt;
+/// auto sub = rt.bus().subscribe<order_created>([](const order_created& e) { ship(e.id); });
+/// rt.bus().publish(order_created{"o-1", 42.0});
+/// ```
+class event_bus {
+public:
+    explicit event_bus(runtime_services services, bus_options options = {})
+        : core_(std::make_shared<detail::bus_core>(std::move(services), options.dead_letter_capacity)),
+          uid_(next_uid()) {}
+    ~event_bus() {
+        alive_->store(false, std::memory_order_release);
+        std::vector<std::shared_ptr<detail::subscription_state>> subs;
+        {
+            std::lock_guard lock(mutex_);
+            subs.swap(subs_);
+            invalidate_routes_locked();
+        }
+        for (auto& s : subs) s->unsubscribe();
+    }
+    event_bus(const event_bus&) = delete;
+    event_bus& operator=(const event_bus&) = delete;
+
+    // ---------------------------------------------------------------- publish
+
+    /// Publishes a typed event. The object is moved into the bus, never serialized unless a
+    /// subscriber needs bytes. Inherits trace/correlation from the handler running in this
+    /// thread, and names its event as the cause.
+    template <class T>
+        requires typed_event<std::decay_t<T>>
+    publish_result publish(T&& event, publish_options options = {}) {
+        using E = std::decay_t<T>;
+        if (COURIER_UNLIKELY(core_->closed.load(std::memory_order_acquire))) return publish_result{0, 0, true};
+        const detail::route* r = typed_route(detail::type_index_of<E>(), event_type_of<E>().str());
+        published_.fetch_add(1, std::memory_order_relaxed);
+        if (r->empty()) {
+            unrouted_.fetch_add(1, std::memory_order_relaxed);
+            return {};
+        }
+        if (!r->needs_heap) {
+            // Every subscriber runs inline: the event can live on this stack.
+            detail::typed_message<E> m(std::forward<T>(event));
+            stamp(m, std::move(options));
+            return dispatch(*r, &m);
+        }
+        auto* m = new detail::typed_message<E>(std::forward<T>(event));
+        m->heap = true;
+        stamp(*m, std::move(options));
+        return dispatch(*r, m);
+    }
+
+    /// Publishes a dynamic event from an envelope (validated: a malformed name is an error).
+    /// A nil event_id or a zero timestamp is filled in.
+    result<publish_result> publish(envelope env) {
+        auto name = event_name::parse(env.event_type);
+        if (!name) return unexpected(name.error());
+        if (env.version != name->version()) {
+            return unexpected(errc::malformed_envelope,
+                              "[courier.envelope.version_mismatch] version " + std::to_string(env.version) +
+                                  " does not match event_type '" + env.event_type + "'");
+        }
+        if (core_->closed.load(std::memory_order_acquire)) return publish_result{0, 0, true};
+        if (env.timestamp == time_point{}) env.timestamp = core_->services.clock.now();
+        auto* m = new detail::envelope_message(std::move(env));
+        m->heap = true;
+        inherit_context(*m);
+        const detail::route* r = named_route(m->event_type);
+        published_.fetch_add(1, std::memory_order_relaxed);
+        if (r->empty()) {
+            unrouted_.fetch_add(1, std::memory_order_relaxed);
+            detail::release(m);
+            return publish_result{};
+        }
+        return dispatch(*r, m);
+    }
+
+    // ---------------------------------------------------------------- subscribe
+
+    /// Subscribes to the typed event T by its exact name (no pattern matching per message).
+    /// The handler takes `const T&`, optionally followed by `const message_context&`.
+    /// Also receives older versions of T's event through registered upcasters.
+    template <class T, class Handler>
+        requires typed_event<T>
+    subscription subscribe(Handler&& handler, subscription_options options = {}) {
+        static_assert(std::is_invocable_v<Handler&, const T&> || std::is_invocable_v<Handler&, const T&, const message_context&>,
+                      "a subscribe<T> handler takes (const T&) or (const T&, const message_context&)");
+        const std::string_view name = event_type_of<T>().str();
+        auto inv = [h = std::forward<Handler>(handler), this](const detail::message_base& m, const message_context& ctx) mutable {
+            if (m.type_index() == detail::type_index_of<T>()) {
+                call(h, static_cast<const detail::typed_message<T>&>(m).value, ctx);
+                return;
+            }
+            T value = convert<T>(m);
+            call(h, value, ctx);
+        };
+        return add(std::string(name), std::nullopt, detail::type_index_of<T>(), std::move(options), std::move(inv));
+    }
+
+    /// Subscribes to every event whose name matches `pattern` (`*` one segment, `#` zero or
+    /// more, trailing `>` one or more). The handler takes `const message_context&` (an envelope
+    /// view: metadata, `data()` as JSON, `as<T>()`). A literal pattern is checked at compile
+    /// time; for a run-time string use `try_subscribe`. (A parsed topic_pattern views its
+    /// text, which must live until this call returns; the bus keeps its own copy.)
+    template <class Handler>
+    subscription subscribe(topic_pattern pattern, Handler&& handler, subscription_options options = {}) {
+        static_assert(std::is_invocable_v<Handler&, const message_context&>,
+                      "a pattern handler takes (const message_context&)");
+        auto inv = [h = std::forward<Handler>(handler)](const detail::message_base&, const message_context& ctx) mutable {
+            h(ctx);
+        };
+        std::string text(pattern.str());
+        return add(std::move(text), std::optional<topic_pattern>(pattern), detail::no_type, std::move(options), std::move(inv));
+    }
+
+    /// Subscribes with a pattern that arrives at run time (configuration, user input). A
+    /// malformed pattern is an error (errc::invalid_pattern) naming the offending segment.
+    template <class Handler>
+    result<subscription> try_subscribe(std::string_view pattern, Handler&& handler, subscription_options options = {}) {
+        auto parsed = topic_pattern::parse(pattern);
+        if (!parsed) return unexpected(parsed.error());
+        // `parsed` views `pattern`, which lives until we return; the subscription keeps a copy.
+        return subscribe(*parsed, std::forward<Handler>(handler), std::move(options));
+    }
+
+    // ---------------------------------------------------------------- management
+
+    /// Adds a handle middleware for every subscription made after this call.
+    void use(handle_middleware mw) {
+        std::unique_lock lock(core_->middleware_mutex);
+        core_->handle_middleware_list.push_back(std::move(mw));
+    }
+
+    /// Declares a typed event as known (for the topology report) without publishing it.
+    template <class T>
+        requires typed_event<T>
+    void declare() {
+        declare_name(std::string(event_type_of<T>().str()));
+    }
+
+    upcaster_registry& upcasters() noexcept { return core_->upcasters; }
+    dead_letter_store& dead_letters() noexcept { return core_->dead_letters; }
+    courier::clock& clock() const noexcept { return core_->services.clock; }
+    const runtime_services& services() const noexcept { return core_->services; }
+
+    /// Sends a dead letter back to its subscription (or, if that is gone, publishes it on the
+    /// bus again). Returns errc::not_found for an unknown id.
+    result<void> redrive(std::uint64_t dead_letter_id) {
+        auto d = core_->dead_letters.take(dead_letter_id);
+        if (!d) return unexpected(errc::not_found, "[courier.dead_letter.not_found] no dead letter with id " +
+                                                       std::to_string(dead_letter_id));
+        redrive_one(std::move(*d));
+        return {};
+    }
+    /// Redrives every dead letter (of one subscription, if named); returns how many.
+    std::size_t redrive_all(std::string_view subscription_name = {}) {
+        auto all = core_->dead_letters.take_all(subscription_name);
+        for (auto& d : all) redrive_one(std::move(d));
+        return all.size();
+    }
+
+    /// Counters of every live subscription.
+    std::vector<subscription_metrics> metrics() const {
+        std::lock_guard lock(mutex_);
+        std::vector<subscription_metrics> out;
+        for (auto& s : subs_) out.push_back(s->metrics());
+        return out;
+    }
+    bus_metrics stats() const {
+        return {published_.load(std::memory_order_relaxed), unrouted_.load(std::memory_order_relaxed),
+                core_->dead_letters.size()};
+    }
+    /// Every counter in Prometheus text exposition format.
+    std::string prometheus() const;
+    /// Which events have no subscriber, which subscriptions can never match a known event,
+    /// which wildcard subscriptions overlap.
+    topology_report topology() const;
+
+    /// Stops accepting publishes, lets queued messages be handled until `timeout`, then hands
+    /// back (dead-letters, reason shutdown) what is left. `pump` runs the executor when nobody
+    /// else does (manual runtime).
+    shutdown_report shutdown(duration timeout, const std::function<void()>& pump = {}) {
+        core_->closed.store(true, std::memory_order_release);
+        std::vector<std::shared_ptr<detail::subscription_state>> subs;
+        {
+            std::lock_guard lock(mutex_);
+            subs = subs_;
+        }
+        shutdown_report report;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+        for (auto& s : subs) report.handed_back += s->drain_and_close(deadline, pump);
+        report.timed_out = std::chrono::steady_clock::now() >= deadline && report.handed_back > 0;
+        return report;
+    }
+    bool closed() const noexcept { return core_->closed.load(std::memory_order_acquire); }
+
+private:
+    friend class subscription;
+
+    static std::uint64_t next_uid() {
+        static std::atomic<std::uint64_t> n{0};
+        return ++n;
+    }
+
+    template <class H, class T>
+    static void call(H& h, const T& v, const message_context& ctx) {
+        if constexpr (std::is_invocable_v<H&, const T&, const message_context&>) h(v, ctx);
+        else h(v);
+    }
+
+    // Data of another C++ type, an envelope or an older version, converted to T.
+    template <class T>
+    T convert(const detail::message_base& m) {
+        try {
+            const std::string_view want = event_type_of<T>().str();
+            if (m.event_type == want) return m.data_json().template get<T>();
+            auto up = core_->upcasters.upcast(m.to_envelope(core_->services.producer), event_type_of<T>().version());
+            if (!up) throw detail::decode_failure(up.error().message);
+            return up->data.template get<T>();
+        } catch (const detail::decode_failure&) {
+            throw;
+        } catch (const std::exception& e) {
+            throw detail::decode_failure(std::string("[courier.bus.undecodable] cannot convert '") +
+                                         std::string(m.event_type) + "' data to the subscriber's type: " + e.what());
+        }
+    }
+
+    void stamp(detail::message_base& m, publish_options&& o) {
+        m.timestamp = core_->services.clock.now();
+        m.key = std::move(o.key);
+        inherit_context(m);
+        if (!o.trace_id.empty() || !o.correlation_id.empty() || !o.headers.empty()) {
+            auto t = m.trace ? std::make_shared<detail::trace_data>(*m.trace) : std::make_shared<detail::trace_data>();
+            if (!o.trace_id.empty()) t->trace_id = std::move(o.trace_id);
+            if (!o.correlation_id.empty()) t->correlation_id = std::move(o.correlation_id);
+            for (auto& [k, v] : o.headers) t->headers[k] = v;
+            m.trace = std::move(t);
+        }
+    }
+
+    // The handler running in this thread (if any) becomes the cause of this event.
+    static void inherit_context(detail::message_base& m) {
+        const message_context* cause = message_context::current();
+        if (!cause) return;
+        const auto& c = cause->message();
+        if (m.causation_id.is_nil()) m.causation_id = c.event_id();
+        if (m.trace) return;  // an envelope that brought its own trace keeps it
+        if (c.trace && !c.trace->correlation_id.empty()) {
+            m.trace = c.trace;
+        } else {
+            // A root event without correlation: its id correlates the whole chain.
+            auto t = c.trace ? std::make_shared<detail::trace_data>(*c.trace) : std::make_shared<detail::trace_data>();
+            t->correlation_id = c.event_id().to_string();
+            t->headers.clear();
+            m.trace = std::move(t);
+        }
+    }
+
+    publish_result dispatch(const detail::route& r, detail::message_base* m) {
+        publish_result out;
+        // One reference per async delivery, taken up front; the publisher's own is dropped at the end.
+        if (m->heap && r.async_count) detail::retain(m, r.async_count);
+        // (r.needs_heap decided, in publish, whether m lives on the heap.)
+        for (auto* s : r.inline_subs) out.deliveries += s->deliver(m) ? 1 : 0;
+        for (auto* s : r.async_subs) {
+            if (s->deliver(m)) ++out.deliveries;
+            else ++out.rejected;
+        }
+        for (auto& g : r.groups) {
+            auto* s = g->pick();
+            if (!s) continue;
+            if (s->is_async()) detail::retain(m);
+            if (s->deliver(m)) ++out.deliveries;
+            else if (s->is_async()) ++out.rejected;
+        }
+        detail::release(m);
+        return out;
+    }
+
+    subscription add(std::string pattern_text, std::optional<topic_pattern> pattern, std::size_t type_index,
+                     subscription_options options, detail::subscription_state::invoker inv) {
+        std::lock_guard lock(mutex_);
+        if (options.name.empty()) options.name = pattern_text + "#" + std::to_string(++name_counter_);
+        for (auto& s : subs_) {
+            if (s->name() == options.name)
+                throw courier_error(error(errc::invalid_argument, "[courier.bus.duplicate_subscription] a subscription named '" +
+                                                                      options.name + "' exists already"));
+        }
+        std::string name = options.name;  // copied before `options` is moved below
+        auto st = std::make_shared<detail::subscription_state>(core_, std::move(name), std::move(pattern_text),
+                                                               std::move(pattern), type_index, std::move(options), std::move(inv));
+        subs_.push_back(st);
+        invalidate_routes_locked();
+        return subscription(this, st, alive_);
+    }
+
+    void remove(const std::shared_ptr<detail::subscription_state>& st) {
+        {
+            std::lock_guard lock(mutex_);
+            std::erase(subs_, st);
+            invalidate_routes_locked();
+        }
+        st->unsubscribe();
+    }
+
+    void invalidate_routes_locked() {
+        routes_.clear();
+        version_.fetch_add(1, std::memory_order_acq_rel);
+    }
+
+    void declare_name(std::string name) {
+        std::lock_guard lock(mutex_);
+        known_.insert(std::move(name));
+    }
+
+    // Builds (or finds) the route of an event name: every subscription that matches it,
+    // matched once here and cached, never per message.
+    std::shared_ptr<const detail::route> route_for(std::string_view name) {
+        std::lock_guard lock(mutex_);
+        if (auto it = routes_.find(name); it != routes_.end()) return it->second;
+        known_.insert(std::string(name));
+        auto r = std::make_shared<detail::route>();
+        auto parsed = event_name::parse(name);
+        for (auto& s : subs_) {
+            if (!matches(*s, name, parsed ? &*parsed : nullptr)) continue;
+            r->add(s);
+        }
+        routes_.emplace(std::string(name), r);
+        return r;
+    }
+
+    bool matches(const detail::subscription_state& s, std::string_view name, const event_name* parsed) const {
+        if (s.pattern()) return s.pattern()->matches(name);
+        if (s.pattern_text() == name) return true;
+        // A typed subscriber of a newer version receives older versions through upcasters.
+        if (!parsed) return false;
+        auto want = event_name::parse(s.pattern_text());
+        if (!want || want->base() != parsed->base() || want->version() <= parsed->version()) return false;
+        return core_->upcasters.can_upcast(parsed->base(), parsed->version(), want->version());
+    }
+
+    struct route_cache {
+        std::uint64_t bus_uid = 0;
+        std::uint64_t version = 0;
+        std::vector<std::shared_ptr<const detail::route>> typed;
+        std::unordered_map<std::string, std::shared_ptr<const detail::route>> named;
+    };
+    // Per-thread cache of routes: a publish reads one shared counter (never written on the
+    // hot path) and indexes a vector; no refcount traffic, no lock, no hash for typed events.
+    route_cache& cache() {
+        thread_local route_cache c;
+        const auto v = version_.load(std::memory_order_acquire);
+        if (COURIER_UNLIKELY(c.bus_uid != uid_ || c.version != v)) {
+            c.bus_uid = uid_;
+            c.version = v;
+            c.typed.clear();
+            c.named.clear();
+        }
+        return c;
+    }
+    const detail::route* typed_route(std::size_t index, std::string_view name) {
+        auto& c = cache();
+        if (COURIER_LIKELY(index < c.typed.size() && c.typed[index])) return c.typed[index].get();
+        if (index >= c.typed.size()) c.typed.resize(index + 1);
+        c.typed[index] = route_for(name);
+        return c.typed[index].get();
+    }
+    const detail::route* named_route(std::string_view name) {
+        auto& c = cache();
+        if (auto it = c.named.find(std::string(name)); it != c.named.end()) return it->second.get();
+        auto r = route_for(name);
+        auto* raw = r.get();
+        c.named.emplace(std::string(name), std::move(r));
+        return raw;
+    }
+
+    void redrive_one(dead_letter d) {
+        std::shared_ptr<detail::subscription_state> target;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& s : subs_)
+                if (s->name() == d.subscription) target = s;
+        }
+        auto* m = new detail::envelope_message(std::move(d.message));
+        m->heap = true;
+        if (target) {
+            if (!target->is_async()) {
+                target->deliver(m);
+                detail::release(m);
+            } else {
+                target->redeliver(m);
+            }
+            return;
+        }
+        const detail::route* r = named_route(m->event_type);
+        if (r->empty()) {
+            detail::release(m);
+            return;
+        }
+        (void)dispatch(*r, m);
+    }
+
+    std::shared_ptr<detail::bus_core> core_;
+    const std::uint64_t uid_;
+    mutable std::mutex mutex_;
+    std::vector<std::shared_ptr<detail::subscription_state>> subs_;
+    std::map<std::string, std::shared_ptr<const detail::route>, std::less<>> routes_;
+    std::set<std::string, std::less<>> known_;
+    std::uint64_t name_counter_ = 0;
+    alignas(cache_line_size) std::atomic<std::uint64_t> version_{0};
+    alignas(cache_line_size) std::atomic<std::uint64_t> published_{0};
+    std::atomic<std::uint64_t> unrouted_{0};
+    std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+};
+
+COURIER_END_NAMESPACE
+
+#include <courier/bus/impl/event_bus.hpp>
