@@ -173,16 +173,18 @@ public:
         return handed_back;
     }
 
+    /// Counters are added with release ordering (once per drained batch) and read with
+    /// acquire, so a thread that sees `delivered == n` also sees what those n handlers wrote.
     subscription_metrics metrics() const {
         subscription_metrics m;
         m.name = name_;
         m.pattern = pattern_text_;
-        m.delivered = counters_.delivered.load(std::memory_order_relaxed);
-        m.failed = counters_.failed.load(std::memory_order_relaxed);
-        m.retried = counters_.retried.load(std::memory_order_relaxed);
-        m.dead_lettered = counters_.dead_lettered.load(std::memory_order_relaxed);
-        m.dropped = counters_.dropped.load(std::memory_order_relaxed);
-        m.deduplicated = counters_.deduplicated.load(std::memory_order_relaxed);
+        m.delivered = counters_.delivered.load(std::memory_order_acquire);
+        m.failed = counters_.failed.load(std::memory_order_acquire);
+        m.retried = counters_.retried.load(std::memory_order_acquire);
+        m.dead_lettered = counters_.dead_lettered.load(std::memory_order_acquire);
+        m.dropped = counters_.dropped.load(std::memory_order_acquire);
+        m.deduplicated = counters_.deduplicated.load(std::memory_order_acquire);
         for (auto& l : lanes_) {
             auto d = l->depth.load(std::memory_order_relaxed);
             m.queue_depth += d > 0 ? static_cast<std::uint64_t>(d) : 0;
@@ -236,7 +238,7 @@ private:
             message_base* oldest = nullptr;
             if (l.queue.try_pop(oldest) == queue_status::ok) {
                 l.depth.fetch_sub(1, std::memory_order_acq_rel);
-                counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+                counters_.dropped.fetch_add(1, std::memory_order_release);
                 dead_letter_one(*oldest, dead_letter_reason::overflow, {}, 0);
                 release(oldest);
             }
@@ -263,7 +265,7 @@ private:
             l.depth.fetch_sub(1, std::memory_order_acq_rel);
             break;
         }
-        counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+        counters_.dropped.fetch_add(1, std::memory_order_release);
         dead_letter_one(*m, dead_letter_reason::overflow, {}, 0);
         release(m);
         return false;
@@ -325,7 +327,7 @@ private:
                 if (!handle_first(batch[i], ordered ? &l : nullptr, delivered)) parked = true;
             }
         }
-        if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_relaxed);
+        if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_release);
         current_subscription() = previous;
         inflight_.fetch_sub(1, std::memory_order_seq_cst);
         if (parked) return;  // the retry timer posts the next drain; the lane stays scheduled
@@ -380,7 +382,7 @@ private:
                 skipped_as_duplicate() = false;
                 run_chain(m, ctx, 0);
                 if (std::exchange(skipped_as_duplicate(), false)) {
-                    counters_.deduplicated.fetch_add(1, std::memory_order_relaxed);
+                    counters_.deduplicated.fetch_add(1, std::memory_order_release);
                     --delivered;  // counted below as delivered; a skipped duplicate is not
                 }
             }
@@ -390,10 +392,10 @@ private:
                     std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count()));
             return std::nullopt;
         } catch (const decode_failure& e) {
-            counters_.failed.fetch_add(1, std::memory_order_relaxed);
+            counters_.failed.fetch_add(1, std::memory_order_release);
             return failure{attempt_error{n, core_->services.clock.now(), e.what()}, std::current_exception(), true};
         } catch (...) {
-            counters_.failed.fetch_add(1, std::memory_order_relaxed);
+            counters_.failed.fetch_add(1, std::memory_order_release);
             auto ep = std::current_exception();
             return failure{attempt_error{n, core_->services.clock.now(), describe(ep)}, ep, false};
         }
@@ -434,7 +436,7 @@ private:
             dead_letter_one(*rs->msg.get(), reason, std::move(rs->errors), failed);
             return true;
         }
-        counters_.retried.fetch_add(1, std::memory_order_relaxed);
+        counters_.retried.fetch_add(1, std::memory_order_release);
         const auto delay = opts_.retry.delay_after(failed);
         rs->attempt = failed + 1;
         if (ordered_lane) {
@@ -468,7 +470,7 @@ private:
             const void* previous = std::exchange(current_subscription(), self.get());
             std::uint64_t delivered = 0;
             self->run_attempt(std::move(owned), nullptr, delivered);
-            if (delivered) self->counters_.delivered.fetch_add(delivered, std::memory_order_relaxed);
+            if (delivered) self->counters_.delivered.fetch_add(delivered, std::memory_order_release);
             current_subscription() = previous;
             self->inflight_.fetch_sub(1, std::memory_order_seq_cst);
             self->retries_pending_.fetch_sub(1, std::memory_order_acq_rel);
@@ -485,7 +487,7 @@ private:
         const void* previous = std::exchange(current_subscription(), this);
         std::uint64_t delivered = 0;
         auto r = attempt(m, 1, delivered);
-        if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_relaxed);
+        if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_release);
         if (r) {
             // Retries of an inline subscription run on the executor (the publisher is not
             // kept waiting through a backoff). The message must outlive this call: copy it
@@ -559,7 +561,7 @@ private:
         if (opts_.guarantee == delivery_guarantee::at_least_once || reason == dead_letter_reason::shutdown) {
             dead_letter_one(*m, reason, {}, 0);
         } else {
-            counters_.dropped.fetch_add(1, std::memory_order_relaxed);
+            counters_.dropped.fetch_add(1, std::memory_order_release);
         }
         release(m);
     }
@@ -577,7 +579,7 @@ public:
         d.last_failure = errors.empty() ? now : errors.back().at;
         d.errors = std::move(errors);
         core_->dead_letters.add(std::move(d));
-        counters_.dead_lettered.fetch_add(1, std::memory_order_relaxed);
+        counters_.dead_lettered.fetch_add(1, std::memory_order_release);
     }
 
 private:
