@@ -29,7 +29,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -83,10 +85,13 @@ struct shutdown_report {
 /// rt.bus().publish(order_created{"o-1", 42.0});
 /// ```
 class event_bus {
+    struct route_cache_entry;  // defined with the private members below
+
 public:
     explicit event_bus(runtime_services services, bus_options options = {})
         : core_(std::make_shared<detail::bus_core>(std::move(services), options.dead_letter_capacity)),
-          uid_(next_uid()) {}
+          uid_(next_uid()),
+          system_time_(&core_->services.clock == &system_clock::instance()) {}
     ~event_bus() {
         alive_->store(false, std::memory_order_release);
         std::vector<std::shared_ptr<detail::subscription_state>> subs;
@@ -96,6 +101,7 @@ public:
             invalidate_routes_locked();
         }
         for (auto& s : subs) s->unsubscribe();
+        wait_for_inline_dispatches();
     }
     event_bus(const event_bus&) = delete;
     event_bus& operator=(const event_bus&) = delete;
@@ -107,26 +113,41 @@ public:
     /// thread, and names its event as the cause.
     template <class T>
         requires typed_event<std::decay_t<T>>
-    publish_result publish(T&& event, publish_options options = {}) {
+    publish_result publish(T&& event) {
+        return publish_typed(std::forward<T>(event), nullptr);
+    }
+    /// Publishes a typed event with a key, headers or an explicit trace.
+    template <class T>
+        requires typed_event<std::decay_t<T>>
+    publish_result publish(T&& event, publish_options options) {
+        return publish_typed(std::forward<T>(event), &options);
+    }
+
+private:
+    template <class T>
+    publish_result publish_typed(T&& event, publish_options* options) {
         using E = std::decay_t<T>;
         if (COURIER_UNLIKELY(core_->closed.load(std::memory_order_acquire))) return publish_result{0, 0, true};
-        const detail::route* r = typed_route(detail::type_index_of<E>(), event_type_of<E>().str());
-        published_.fetch_add(1, std::memory_order_relaxed);
+        auto& cache = local_cache();
+        const detail::route* r = typed_route(cache, detail::type_index_of<E>(), event_type_of<E>().str());
+        cache.slot->count(cache.slot->published);
         if (r->empty()) {
-            unrouted_.fetch_add(1, std::memory_order_relaxed);
+            cache.slot->count(cache.slot->unrouted);
             return {};
         }
         if (!r->needs_heap) {
             // Every subscriber runs inline: the event can live on this stack.
             detail::typed_message<E> m(std::forward<T>(event));
-            stamp(m, std::move(options));
-            return dispatch(*r, &m);
+            stamp(m, options);
+            return dispatch(cache, *r, &m);
         }
         auto* m = new detail::typed_message<E>(std::forward<T>(event));
         m->heap = true;
-        stamp(*m, std::move(options));
-        return dispatch(*r, m);
+        stamp(*m, options);
+        return dispatch(cache, *r, m);
     }
+
+public:
 
     /// Publishes a dynamic event from an envelope (validated: a malformed name is an error).
     /// A nil event_id or a zero timestamp is filled in.
@@ -143,14 +164,15 @@ public:
         auto* m = new detail::envelope_message(std::move(env));
         m->heap = true;
         inherit_context(*m);
-        const detail::route* r = named_route(m->event_type);
-        published_.fetch_add(1, std::memory_order_relaxed);
+        auto& cache = local_cache();
+        const detail::route* r = named_route(cache, m->event_type);
+        cache.slot->count(cache.slot->published);
         if (r->empty()) {
-            unrouted_.fetch_add(1, std::memory_order_relaxed);
+            cache.slot->count(cache.slot->unrouted);
             detail::release(m);
             return publish_result{};
         }
-        return dispatch(*r, m);
+        return dispatch(cache, *r, m);
     }
 
     // ---------------------------------------------------------------- subscribe
@@ -245,8 +267,16 @@ public:
         return out;
     }
     bus_metrics stats() const {
-        return {published_.load(std::memory_order_relaxed), unrouted_.load(std::memory_order_relaxed),
-                core_->dead_letters.size()};
+        bus_metrics m;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& [id, slot] : slots_) {
+                m.published += slot->published.load(std::memory_order_relaxed);
+                m.unrouted += slot->unrouted.load(std::memory_order_relaxed);
+            }
+        }
+        m.dead_letters = core_->dead_letters.size();
+        return m;
     }
     /// Every counter in Prometheus text exposition format.
     std::string prometheus() const;
@@ -303,10 +333,12 @@ private:
         }
     }
 
-    void stamp(detail::message_base& m, publish_options&& o) {
-        m.timestamp = core_->services.clock.now();
-        m.key = std::move(o.key);
+    void stamp(detail::message_base& m, publish_options* options) {
+        m.timestamp = system_time_ ? std::chrono::system_clock::now() : core_->services.clock.now();
         inherit_context(m);
+        if (!options) return;
+        auto& o = *options;
+        if (!o.key.empty()) m.key = std::move(o.key);
         if (!o.trace_id.empty() || !o.correlation_id.empty() || !o.headers.empty()) {
             auto t = m.trace ? std::make_shared<detail::trace_data>(*m.trace) : std::make_shared<detail::trace_data>();
             if (!o.trace_id.empty()) t->trace_id = std::move(o.trace_id);
@@ -334,21 +366,23 @@ private:
         }
     }
 
-    publish_result dispatch(const detail::route& r, detail::message_base* m) {
+    publish_result dispatch(route_cache_entry& cache, const detail::route& r, detail::message_base* m) {
         publish_result out;
         // One reference per async delivery, taken up front; the publisher's own is dropped at the end.
         if (m->heap && r.async_count) detail::retain(m, r.async_count);
-        // (r.needs_heap decided, in publish, whether m lives on the heap.)
+        std::optional<inline_scope> scope;
+        if (r.any_inline) scope.emplace(cache);
+        const std::uint32_t publisher = cache.slot->index;
         for (auto* s : r.inline_subs) out.deliveries += s->deliver(m) ? 1 : 0;
         for (auto* s : r.async_subs) {
-            if (s->deliver(m)) ++out.deliveries;
+            if (s->deliver(m, publisher)) ++out.deliveries;
             else ++out.rejected;
         }
         for (auto& g : r.groups) {
             auto* s = g->pick();
             if (!s) continue;
             if (s->is_async()) detail::retain(m);
-            if (s->deliver(m)) ++out.deliveries;
+            if (s->deliver(m, publisher)) ++out.deliveries;
             else if (s->is_async()) ++out.rejected;
         }
         detail::release(m);
@@ -378,7 +412,31 @@ private:
             std::erase(subs_, st);
             invalidate_routes_locked();
         }
-        st->unsubscribe();
+        st->unsubscribe();  // inactive first: an inline call that starts after this sees it
+        wait_for_inline_dispatches();
+    }
+
+    // Waits until every other thread that was inside an inline dispatch of this bus has left
+    // it (its slot's sequence moved on). Pairs with inline_scope: the publisher's seq_cst fence
+    // after making its sequence odd orders it before its reads of `active`, and unsubscribe
+    // made the subscription inactive (seq_cst) before reading the sequences here.
+    void wait_for_inline_dispatches() {
+        std::vector<std::pair<detail::publisher_slot*, std::uint64_t>> busy;
+        {
+            std::lock_guard lock(mutex_);
+            const auto self = std::this_thread::get_id();
+            for (auto& [id, slot] : slots_) {
+                if (id == self) continue;  // our own dispatch is the caller: it cannot wait for itself
+                const auto seq = slot->dispatch_seq.load(std::memory_order_seq_cst);
+                if (seq & 1) busy.emplace_back(slot.get(), seq);
+            }
+        }
+        for (auto& [slot, seq] : busy) {
+            for (unsigned spins = 0; slot->dispatch_seq.load(std::memory_order_acquire) == seq; ++spins) {
+                if (spins < 100) std::this_thread::yield();
+                else std::this_thread::sleep_for(std::chrono::microseconds(50));
+            }
+        }
     }
 
     void invalidate_routes_locked() {
@@ -417,34 +475,109 @@ private:
         return core_->upcasters.can_upcast(parsed->base(), parsed->version(), want->version());
     }
 
-    struct route_cache {
+    // Per-thread, per-bus cache of routes: a publish reads one shared counter (never written
+    // on the hot path) and indexes a vector; no refcount traffic, no lock, no hash for typed
+    // events. Routes replaced while this thread is inside a dispatch are retired, not freed,
+    // because that dispatch may still be walking them.
+    struct route_cache_entry {
         std::uint64_t bus_uid = 0;
         std::uint64_t version = 0;
         std::vector<std::shared_ptr<const detail::route>> typed;
         std::unordered_map<std::string, std::shared_ptr<const detail::route>> named;
-    };
-    // Per-thread cache of routes: a publish reads one shared counter (never written on the
-    // hot path) and indexes a vector; no refcount traffic, no lock, no hash for typed events.
-    route_cache& cache() {
-        thread_local route_cache c;
-        const auto v = version_.load(std::memory_order_acquire);
-        if (COURIER_UNLIKELY(c.bus_uid != uid_ || c.version != v)) {
-            c.bus_uid = uid_;
-            c.version = v;
-            c.typed.clear();
-            c.named.clear();
+        std::vector<std::shared_ptr<const detail::route>> retired;
+        std::shared_ptr<detail::publisher_slot> slot;
+
+        void reset_routes() {
+            if (slot && slot->depth > 0) {
+                for (auto& r : typed)
+                    if (r) retired.push_back(std::move(r));
+                for (auto& [name, r] : named) retired.push_back(std::move(r));
+            }
+            typed.clear();
+            named.clear();
         }
-        return c;
+    };
+    struct route_cache {
+        std::vector<route_cache_entry> entries;
+        std::size_t victim = 0;
+    };
+
+    // Marks this thread as dispatching inline on the bus (see wait_for_inline_dispatches).
+    class inline_scope {
+    public:
+        explicit inline_scope(route_cache_entry& e) noexcept : e_(e) {
+            auto& s = *e_.slot;
+            if (s.depth++ == 0) {
+                s.dispatch_seq.store(s.dispatch_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+                std::atomic_thread_fence(std::memory_order_seq_cst);
+            }
+        }
+        ~inline_scope() {
+            auto& s = *e_.slot;
+            if (--s.depth == 0) {
+                s.dispatch_seq.store(s.dispatch_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+                e_.retired.clear();
+            }
+        }
+        inline_scope(const inline_scope&) = delete;
+        inline_scope& operator=(const inline_scope&) = delete;
+
+    private:
+        route_cache_entry& e_;
+    };
+
+    route_cache_entry& local_cache() {
+        thread_local route_cache c;
+        route_cache_entry* e = nullptr;
+        for (auto& x : c.entries)
+            if (x.bus_uid == uid_) {
+                e = &x;
+                break;
+            }
+        if (COURIER_UNLIKELY(!e)) e = &new_cache_entry(c);
+        const auto v = version_.load(std::memory_order_acquire);
+        if (COURIER_UNLIKELY(e->version != v)) {
+            e->version = v;
+            e->reset_routes();
+        }
+        return *e;
     }
-    const detail::route* typed_route(std::size_t index, std::string_view name) {
-        auto& c = cache();
+
+    route_cache_entry& new_cache_entry(route_cache& c) {
+        constexpr std::size_t max_entries = 8;
+        route_cache_entry* e = nullptr;
+        if (c.entries.size() < max_entries) {
+            // Growing would move entries that a dispatch up this stack may be using: reserve once.
+            if (c.entries.capacity() < max_entries) c.entries.reserve(max_entries);
+            e = &c.entries.emplace_back();
+        } else {
+            for (std::size_t tries = 0; tries < c.entries.size() && !e; ++tries) {
+                auto& candidate = c.entries[c.victim++ % c.entries.size()];
+                if (!candidate.slot || candidate.slot->depth == 0) e = &candidate;
+            }
+            if (!e) throw courier_error(error(errc::invalid_state,
+                                              "[courier.bus.nesting] inline dispatch nested across more than 8 buses"));
+            *e = route_cache_entry{};
+        }
+        e->bus_uid = uid_;
+        e->version = version_.load(std::memory_order_acquire);
+        std::lock_guard lock(mutex_);
+        auto& slot = slots_[std::this_thread::get_id()];
+        if (!slot) {
+            slot = std::make_shared<detail::publisher_slot>();
+            slot->index = static_cast<std::uint32_t>(slots_.size() - 1);
+        }
+        e->slot = slot;
+        return *e;
+    }
+
+    const detail::route* typed_route(route_cache_entry& c, std::size_t index, std::string_view name) {
         if (COURIER_LIKELY(index < c.typed.size() && c.typed[index])) return c.typed[index].get();
         if (index >= c.typed.size()) c.typed.resize(index + 1);
         c.typed[index] = route_for(name);
         return c.typed[index].get();
     }
-    const detail::route* named_route(std::string_view name) {
-        auto& c = cache();
+    const detail::route* named_route(route_cache_entry& c, std::string_view name) {
         if (auto it = c.named.find(std::string(name)); it != c.named.end()) return it->second.get();
         auto r = route_for(name);
         auto* raw = r.get();
@@ -461,8 +594,10 @@ private:
         }
         auto* m = new detail::envelope_message(std::move(d.message));
         m->heap = true;
+        auto& cache = local_cache();
         if (target) {
             if (!target->is_async()) {
+                inline_scope scope(cache);
                 target->deliver(m);
                 detail::release(m);
             } else {
@@ -470,24 +605,24 @@ private:
             }
             return;
         }
-        const detail::route* r = named_route(m->event_type);
+        const detail::route* r = named_route(cache, m->event_type);
         if (r->empty()) {
             detail::release(m);
             return;
         }
-        (void)dispatch(*r, m);
+        (void)dispatch(cache, *r, m);
     }
 
     std::shared_ptr<detail::bus_core> core_;
     const std::uint64_t uid_;
+    const bool system_time_;  // the clock is the system clock: read it without a virtual call
     mutable std::mutex mutex_;
     std::vector<std::shared_ptr<detail::subscription_state>> subs_;
     std::map<std::string, std::shared_ptr<const detail::route>, std::less<>> routes_;
     std::set<std::string, std::less<>> known_;
     std::uint64_t name_counter_ = 0;
+    std::map<std::thread::id, std::shared_ptr<detail::publisher_slot>> slots_;  // one per publishing thread
     alignas(cache_line_size) std::atomic<std::uint64_t> version_{0};
-    alignas(cache_line_size) std::atomic<std::uint64_t> published_{0};
-    std::atomic<std::uint64_t> unrouted_{0};
     std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 

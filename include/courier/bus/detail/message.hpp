@@ -9,6 +9,7 @@
 #include <courier/core/uuid.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/event/event_traits.hpp>
+#include <courier/bus/detail/message_pool.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -98,9 +99,9 @@ struct message_base {
     const nlohmann::json& data_json() const {
         std::call_once(json_once_, [this] {
             json_encode_counter().fetch_add(1, std::memory_order_relaxed);
-            json_ = ops->data_to_json(*this);
+            json_ = std::make_unique<nlohmann::json>(ops->data_to_json(*this));
         });
-        return json_;
+        return *json_;
     }
 
     std::size_t type_index() const noexcept { return ops->type_index; }
@@ -145,14 +146,19 @@ private:
     mutable std::atomic<std::uint8_t> id_state_{0};
     mutable uuid id_{};
     mutable std::once_flag json_once_;
-    mutable nlohmann::json json_;
+    // Allocated on first use: most messages never need JSON, and an empty nlohmann::json
+    // member would still be built and destroyed for each of them.
+    mutable std::unique_ptr<nlohmann::json> json_;
 };
 
 inline void retain(message_base* m, std::uint32_t n = 1) noexcept {
     if (m->heap) m->refs.fetch_add(n, std::memory_order_relaxed);
 }
 inline void release(message_base* m) noexcept {
-    if (m->heap && m->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) m->ops->destroy(m);
+    if (!m->heap) return;
+    // The last holder (the common case: one subscriber) frees without a read-modify-write.
+    if (m->refs.load(std::memory_order_acquire) == 1 || m->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+        m->ops->destroy(m);
 }
 
 /// A typed event in flight.
@@ -169,6 +175,25 @@ struct typed_message final : message_base {
     static void destroy(message_base* m) noexcept { delete static_cast<typed_message*>(m); }
     static nlohmann::json to_json(const message_base& m) {
         return nlohmann::json(static_cast<const typed_message&>(m).value);
+    }
+
+    // Pooled: published by one thread, freed by another, millions of times a second.
+    static void* operator new(std::size_t n) {
+        if (n > sizeof(typed_message)) return ::operator new(n);
+        return message_pool_for<sizeof(typed_message)>::allocate();
+    }
+    static void operator delete(void* p, std::size_t n) noexcept {
+        if (n > sizeof(typed_message)) return ::operator delete(p);
+        message_pool_for<sizeof(typed_message)>::deallocate(p);
+    }
+    // Over-aligned events: pool blocks are cache-line aligned, which covers up to 64.
+    static void* operator new(std::size_t n, std::align_val_t a) {
+        if (n > sizeof(typed_message) || static_cast<std::size_t>(a) > cache_line_size) return ::operator new(n, a);
+        return message_pool_for<sizeof(typed_message)>::allocate();
+    }
+    static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
+        if (n > sizeof(typed_message) || static_cast<std::size_t>(a) > cache_line_size) return ::operator delete(p, a);
+        message_pool_for<sizeof(typed_message)>::deallocate(p);
     }
     static inline const message_ops table{&typed_message::destroy, &typed_message::to_json,
                                           type_index_of<T>(), &typeid(T)};

@@ -13,6 +13,21 @@
 COURIER_BEGIN_NAMESPACE
 namespace detail {
 
+/// What one thread that publishes on a bus shares with it: counters it alone writes (load +
+/// store, never a read-modify-write) and a sequence that is odd while it runs inline handlers,
+/// which unsubscribe waits on instead of every inline call paying for a shared counter.
+struct publisher_slot {
+    alignas(cache_line_size) std::atomic<std::uint64_t> dispatch_seq{0};
+    std::atomic<std::uint64_t> published{0};
+    std::atomic<std::uint64_t> unrouted{0};
+    std::uint32_t depth = 0;  // nesting of inline dispatches; owner thread only
+    std::uint32_t index = 0;  // dense per bus: picks this thread's producer token in each lane
+
+    static void count(std::atomic<std::uint64_t>& c) noexcept {
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+};
+
 struct route {
     struct group_slot {
         std::string name;
@@ -37,6 +52,7 @@ struct route {
     std::vector<std::unique_ptr<group_slot>> groups;
     std::uint32_t async_count = 0;  // references a publish hands out up front (fan-out async members)
     bool needs_heap = false;        // some delivery outlives the publish call
+    bool any_inline = false;        // some delivery runs in the publisher's thread
 
     bool empty() const noexcept { return inline_subs.empty() && async_subs.empty() && groups.empty(); }
 
@@ -53,6 +69,7 @@ struct route {
                 slot->name = group;
             }
             slot->members.push_back(s.get());
+            if (!s->is_async()) any_inline = true;
             if (s->is_async()) {
                 slot->any_async = true;
                 needs_heap = true;
@@ -65,6 +82,7 @@ struct route {
             needs_heap = true;
         } else {
             inline_subs.push_back(s.get());
+            any_inline = true;
         }
     }
 };

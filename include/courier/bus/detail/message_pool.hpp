@@ -1,0 +1,91 @@
+// Recycles the memory of in-flight messages. A message is allocated by the publisher's thread
+// and freed by a worker's; with malloc that is a cross-thread free per message (glibc then
+// contends on the publisher's arena). Here freed blocks go to the freeing thread's cache, move
+// in batches of 64 through one lock-free queue per size class, and come back to publishers in
+// batches: a few vector operations per message instead of a contended malloc/free pair.
+#pragma once
+
+#include <courier/core/config.hpp>
+#include <courier/detail/moodycamel.hpp>
+
+#include <cstddef>
+#include <new>
+#include <vector>
+
+COURIER_BEGIN_NAMESPACE
+namespace detail {
+
+/// Blocks of `Size` bytes aligned to a cache line.
+///
+/// Thread safety: allocate/deallocate from any thread. Memory: each thread caches at most
+/// `cache_max` blocks; the shared queue keeps at most `shared_max` (beyond that blocks are
+/// freed), so idle memory is bounded whatever the traffic was.
+template <std::size_t Size>
+class message_pool {
+public:
+    static constexpr std::size_t batch = 64;
+    static constexpr std::size_t cache_max = 4 * batch;
+    static constexpr std::size_t shared_max = 1 << 16;
+    static constexpr std::align_val_t align{cache_line_size};
+
+    static void* allocate() {
+        auto& c = local();
+        if (c.blocks.empty()) {
+            void* taken[batch];
+            const std::size_t n = shared().queue.try_dequeue_bulk(taken, batch);
+            c.blocks.insert(c.blocks.end(), taken, taken + n);
+        }
+        if (!c.blocks.empty()) {
+            void* b = c.blocks.back();
+            c.blocks.pop_back();
+            return b;
+        }
+        return ::operator new(Size, align);
+    }
+
+    static void deallocate(void* p) noexcept {
+        auto& c = local();
+        c.blocks.push_back(p);
+        if (c.blocks.size() >= cache_max) {
+            auto& s = shared();
+            void** first = c.blocks.data() + (c.blocks.size() - batch);
+            if (s.queue.size_approx() < shared_max && s.queue.enqueue_bulk(first, batch)) {
+                c.blocks.resize(c.blocks.size() - batch);
+            } else {
+                for (std::size_t i = 0; i < batch; ++i) ::operator delete(first[i], align);
+                c.blocks.resize(c.blocks.size() - batch);
+            }
+        }
+    }
+
+private:
+    struct shared_blocks {
+        moodycamel::ConcurrentQueue<void*> queue{batch * 4};
+        ~shared_blocks() {
+            void* b = nullptr;
+            while (queue.try_dequeue(b)) ::operator delete(b, align);
+        }
+    };
+    struct local_cache {
+        std::vector<void*> blocks;
+        local_cache() { blocks.reserve(cache_max); }
+        ~local_cache() {
+            for (void* b : blocks) ::operator delete(b, align);
+        }
+    };
+    static shared_blocks& shared() {
+        static shared_blocks s;
+        return s;
+    }
+    static local_cache& local() {
+        thread_local local_cache c;
+        return c;
+    }
+};
+
+/// The pool of the size class (a multiple of the cache line) that fits `Bytes`.
+template <std::size_t Bytes>
+using message_pool_for = message_pool<(Bytes + cache_line_size - 1) / cache_line_size * cache_line_size>;
+
+}  // namespace detail
+COURIER_END_NAMESPACE
