@@ -149,6 +149,17 @@ private:
 
 public:
 
+    /// True when publishing a T now would reach at least one subscription (exact, pattern or
+    /// through an upcaster), so a producer can skip building an event nobody listens to. Costs
+    /// what a publish's routing costs (a thread-local cache lookup, no lock). A subscription
+    /// made concurrently may or may not be seen, as with publish itself.
+    template <class T>
+        requires typed_event<T>
+    bool has_subscribers() {
+        if (core_->closed.load(std::memory_order_acquire)) return false;
+        return !typed_route(local_cache(), detail::type_index_of<T>(), event_type_of<T>().str())->empty();
+    }
+
     /// Publishes a dynamic event from an envelope (validated: a malformed name is an error).
     /// A nil event_id or a zero timestamp is filled in.
     result<publish_result> publish(envelope env) {
@@ -165,7 +176,7 @@ public:
         m->heap = true;
         inherit_context(*m);
         auto& cache = local_cache();
-        const detail::route* r = named_route(cache, m->event_type);
+        const detail::route* r = named_route(cache, m->event_type());
         cache.slot->count(cache.slot->published);
         if (r->empty()) {
             cache.slot->count(cache.slot->unrouted);
@@ -321,7 +332,7 @@ private:
     T convert(const detail::message_base& m) {
         try {
             const std::string_view want = event_type_of<T>().str();
-            if (m.event_type == want) return m.data_json().template get<T>();
+            if (m.event_type() == want) return m.data_json().template get<T>();
             auto up = core_->upcasters.upcast(m.to_envelope(core_->services.producer), event_type_of<T>().version());
             if (!up) throw detail::decode_failure(up.error().message);
             return up->data.template get<T>();
@@ -329,7 +340,7 @@ private:
             throw;
         } catch (const std::exception& e) {
             throw detail::decode_failure(std::string("[courier.bus.undecodable] cannot convert '") +
-                                         std::string(m.event_type) + "' data to the subscriber's type: " + e.what());
+                                         std::string(m.event_type()) + "' data to the subscriber's type: " + e.what());
         }
     }
 
@@ -338,13 +349,13 @@ private:
         inherit_context(m);
         if (!options) return;
         auto& o = *options;
-        if (!o.key.empty()) m.key = std::move(o.key);
+        if (!o.key.empty()) m.set_key(std::move(o.key));
         if (!o.trace_id.empty() || !o.correlation_id.empty() || !o.headers.empty()) {
-            auto t = m.trace ? std::make_shared<detail::trace_data>(*m.trace) : std::make_shared<detail::trace_data>();
+            auto t = m.trace() ? std::make_shared<detail::trace_data>(*m.trace()) : std::make_shared<detail::trace_data>();
             if (!o.trace_id.empty()) t->trace_id = std::move(o.trace_id);
             if (!o.correlation_id.empty()) t->correlation_id = std::move(o.correlation_id);
             for (auto& [k, v] : o.headers) t->headers[k] = v;
-            m.trace = std::move(t);
+            m.set_trace(std::move(t));
         }
     }
 
@@ -353,16 +364,17 @@ private:
         const message_context* cause = message_context::current();
         if (!cause) return;
         const auto& c = cause->message();
-        if (m.causation_id.is_nil()) m.causation_id = c.event_id();
-        if (m.trace) return;  // an envelope that brought its own trace keeps it
-        if (c.trace && !c.trace->correlation_id.empty()) {
-            m.trace = c.trace;
+        if (m.causation_id().is_nil()) m.set_causation_id(c.event_id());
+        if (m.trace()) return;  // an envelope that brought its own trace keeps it
+        const auto& ct = c.trace();
+        if (ct && !ct->correlation_id.empty()) {
+            m.set_trace(ct);
         } else {
             // A root event without correlation: its id correlates the whole chain.
-            auto t = c.trace ? std::make_shared<detail::trace_data>(*c.trace) : std::make_shared<detail::trace_data>();
+            auto t = ct ? std::make_shared<detail::trace_data>(*ct) : std::make_shared<detail::trace_data>();
             t->correlation_id = c.event_id().to_string();
             t->headers.clear();
-            m.trace = std::move(t);
+            m.set_trace(std::move(t));
         }
     }
 
@@ -605,7 +617,7 @@ private:
             }
             return;
         }
-        const detail::route* r = named_route(cache, m->event_type);
+        const detail::route* r = named_route(cache, m->event_type());
         if (r->empty()) {
             detail::release(m);
             return;

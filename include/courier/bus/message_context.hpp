@@ -27,26 +27,30 @@ public:
         : msg_(&m), subscription_(subscription), attempt_(attempt), default_producer_(default_producer) {}
 
     /// `order.created.v1`.
-    std::string_view event_type() const noexcept { return msg_->event_type; }
+    std::string_view event_type() const noexcept { return msg_->event_type(); }
     /// The event id (UUID v7). Made on first use if the event did not carry one.
     const uuid& event_id() const noexcept { return msg_->event_id(); }
     time_point timestamp() const noexcept { return msg_->timestamp; }
-    std::string_view trace_id() const noexcept { return msg_->trace ? std::string_view(msg_->trace->trace_id) : std::string_view{}; }
+    std::string_view trace_id() const noexcept {
+        return msg_->trace() ? std::string_view(msg_->trace()->trace_id) : std::string_view{};
+    }
     std::string_view correlation_id() const noexcept {
-        return msg_->trace ? std::string_view(msg_->trace->correlation_id) : std::string_view{};
+        return msg_->trace() ? std::string_view(msg_->trace()->correlation_id) : std::string_view{};
     }
     /// The id of the event whose handler published this one (nil for a root event).
-    const uuid& causation_id() const noexcept { return msg_->causation_id; }
+    const uuid& causation_id() const noexcept { return msg_->causation_id(); }
     std::string_view producer() const noexcept {
-        return msg_->trace && !msg_->trace->producer.empty() ? std::string_view(msg_->trace->producer) : default_producer_;
+        const auto& t = msg_->trace();
+        return t && !t->producer.empty() ? std::string_view(t->producer) : default_producer_;
     }
     /// The ordering key given at publish, or empty.
-    std::string_view key() const noexcept { return msg_->key; }
+    std::string_view key() const noexcept { return msg_->key(); }
     /// A free-form header, or empty.
     std::string_view header(std::string_view name) const noexcept {
-        if (!msg_->trace) return {};
-        auto it = msg_->trace->headers.find(std::string(name));
-        return it == msg_->trace->headers.end() ? std::string_view{} : std::string_view(it->second);
+        const auto& t = msg_->trace();
+        if (!t) return {};
+        auto it = t->headers.find(std::string(name));
+        return it == t->headers.end() ? std::string_view{} : std::string_view(it->second);
     }
     /// 1 for the first delivery to this subscription, 2 for the first retry, ...
     std::uint32_t attempt() const noexcept { return attempt_; }

@@ -18,7 +18,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <typeinfo>
@@ -62,17 +61,32 @@ struct message_ops {
     nlohmann::json (*data_to_json)(const message_base&);
     std::size_t type_index;
     const std::type_info* type;
+    std::string_view event_type;  // empty for envelope messages, which carry their own
+};
+
+/// What only some messages carry: an ordering key, a cause, trace data. Kept out of line so
+/// that a plain typed event in flight stays one cache line (what crosses between cores).
+struct message_extras {
+    std::string key;
+    uuid causation_id{};
+    std::shared_ptr<const trace_data> trace;
 };
 
 struct message_base {
+    // Field order packs the header into 56 bytes, so a small event fits one cache line.
     std::atomic<std::uint32_t> refs{1};
     bool heap = false;  // stack messages (inline-only publish) are never destroyed through refs
+
+private:
+    mutable std::atomic<std::uint8_t> id_state_{0};
+    mutable std::atomic<std::uint8_t> json_state_{0};
+
+public:
     const message_ops* ops = nullptr;
-    std::string_view event_type;  // a literal (typed) or a view into the owned envelope
     time_point timestamp{};
-    uuid causation_id{};
-    std::shared_ptr<const trace_data> trace;  // null when there is no context at all
-    std::string key;                          // ordering key given at publish (may be empty)
+
+    /// `order.created.v1`: from the type's table, or from the envelope of a dynamic event.
+    std::string_view event_type() const noexcept;
 
     /// The event id, made on first use (UUID v7 from the publish timestamp) so an event that
     /// nobody asks about never pays for one; every reader sees the same id.
@@ -97,33 +111,60 @@ struct message_base {
 
     /// The event's data as JSON, serialized at most once per message and shared by every reader.
     const nlohmann::json& data_json() const {
-        std::call_once(json_once_, [this] {
-            json_encode_counter().fetch_add(1, std::memory_order_relaxed);
-            json_ = std::make_unique<nlohmann::json>(ops->data_to_json(*this));
-        });
+        auto s = json_state_.load(std::memory_order_acquire);
+        if (COURIER_LIKELY(s == 2)) return *json_;
+        std::uint8_t expected = 0;
+        if (json_state_.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+            try {
+                json_encode_counter().fetch_add(1, std::memory_order_relaxed);
+                json_ = std::make_unique<nlohmann::json>(ops->data_to_json(*this));
+            } catch (...) {
+                json_state_.store(0, std::memory_order_release);  // let the next reader try (and fail) again
+                throw;
+            }
+            json_state_.store(2, std::memory_order_release);
+        } else {
+            while ((s = json_state_.load(std::memory_order_acquire)) == 1) {
+            }
+            if (s != 2) return data_json();
+        }
         return *json_;
     }
 
     std::size_t type_index() const noexcept { return ops->type_index; }
 
+    std::string_view key() const noexcept { return extras_ ? std::string_view(extras_->key) : std::string_view{}; }
+    const uuid& causation_id() const noexcept {
+        static const uuid nil{};
+        return extras_ ? extras_->causation_id : nil;
+    }
+    const std::shared_ptr<const trace_data>& trace() const noexcept {
+        static const std::shared_ptr<const trace_data> none;
+        return extras_ ? extras_->trace : none;
+    }
+    void set_key(std::string k) { extras().key = std::move(k); }
+    void set_causation_id(const uuid& id) { extras().causation_id = id; }
+    void set_trace(std::shared_ptr<const trace_data> t) { extras().trace = std::move(t); }
+
     /// The whole envelope (makes the id and the JSON if not made yet).
     envelope to_envelope(std::string_view default_producer) const {
         envelope e;
-        e.event_type = std::string(event_type);
+        e.event_type = std::string(event_type());
         e.event_id = event_id();
         e.timestamp = timestamp;
-        e.version = version_of(event_type);
+        e.version = version_of(event_type());
         e.data = data_json();
-        if (trace) {
-            e.metadata.trace_id = trace->trace_id;
-            e.metadata.correlation_id = trace->correlation_id;
-            e.metadata.producer = trace->producer.empty() ? std::string(default_producer) : trace->producer;
-            e.headers = trace->headers;
+        const auto& t = trace();
+        if (t) {
+            e.metadata.trace_id = t->trace_id;
+            e.metadata.correlation_id = t->correlation_id;
+            e.metadata.producer = t->producer.empty() ? std::string(default_producer) : t->producer;
+            e.headers = t->headers;
         } else {
             e.metadata.producer = std::string(default_producer);
         }
-        if (!causation_id.is_nil()) e.metadata.causation_id = causation_id.to_string();
-        if (!key.empty()) e.headers["courier-key"] = key;
+        if (!causation_id().is_nil()) e.metadata.causation_id = causation_id().to_string();
+        if (!key().empty()) e.headers["courier-key"] = std::string(key());
         return e;
     }
 
@@ -143,11 +184,14 @@ protected:
     ~message_base() = default;
 
 private:
-    mutable std::atomic<std::uint8_t> id_state_{0};
+    message_extras& extras() {
+        if (!extras_) extras_ = std::make_unique<message_extras>();
+        return *extras_;
+    }
+
     mutable uuid id_{};
-    mutable std::once_flag json_once_;
-    // Allocated on first use: most messages never need JSON, and an empty nlohmann::json
-    // member would still be built and destroyed for each of them.
+    std::unique_ptr<message_extras> extras_;
+    // Allocated on first use: most messages never need JSON.
     mutable std::unique_ptr<nlohmann::json> json_;
 };
 
@@ -161,6 +205,8 @@ inline void release(message_base* m) noexcept {
         m->ops->destroy(m);
 }
 
+static_assert(sizeof(message_base) <= 56, "the in-flight header should leave room for a small event in one cache line");
+
 /// A typed event in flight.
 template <class T>
 struct typed_message final : message_base {
@@ -169,7 +215,6 @@ struct typed_message final : message_base {
     template <class U>
     explicit typed_message(U&& v) : value(std::forward<U>(v)) {
         ops = &table;
-        event_type = event_type_of<T>().str();
     }
 
     static void destroy(message_base* m) noexcept { delete static_cast<typed_message*>(m); }
@@ -195,8 +240,9 @@ struct typed_message final : message_base {
         if (n > sizeof(typed_message) || static_cast<std::size_t>(a) > cache_line_size) return ::operator delete(p, a);
         message_pool_for<sizeof(typed_message)>::deallocate(p);
     }
-    static inline const message_ops table{&typed_message::destroy, &typed_message::to_json,
-                                          type_index_of<T>(), &typeid(T)};
+
+    static inline const message_ops table{&typed_message::destroy, &typed_message::to_json, type_index_of<T>(),
+                                          &typeid(T), event_type_of<T>().str()};
 };
 
 /// A dynamic event published as an envelope: the data is JSON already.
@@ -205,11 +251,14 @@ struct envelope_message final : message_base {
 
     explicit envelope_message(envelope e) : env(std::move(e)) {
         ops = &table;
-        event_type = env.event_type;
         timestamp = env.timestamp;
         if (!env.event_id.is_nil()) set_event_id(env.event_id);
         if (!env.metadata.causation_id.empty()) {
-            if (auto c = uuid::parse(env.metadata.causation_id)) causation_id = *c;
+            if (auto c = uuid::parse(env.metadata.causation_id)) set_causation_id(*c);
+        }
+        if (auto k = env.headers.find("courier-key"); k != env.headers.end()) {
+            set_key(k->second);
+            env.headers.erase(k);
         }
         if (!env.metadata.trace_id.empty() || !env.metadata.correlation_id.empty() ||
             !env.metadata.producer.empty() || !env.headers.empty()) {
@@ -218,11 +267,7 @@ struct envelope_message final : message_base {
             t->correlation_id = env.metadata.correlation_id;
             t->producer = env.metadata.producer;
             t->headers = env.headers;
-            if (auto k = t->headers.find("courier-key"); k != t->headers.end()) {
-                key = k->second;
-                t->headers.erase(k);
-            }
-            trace = std::move(t);
+            set_trace(std::move(t));
         }
     }
 
@@ -232,8 +277,13 @@ struct envelope_message final : message_base {
         return static_cast<const envelope_message&>(m).env.data;
     }
     static inline const message_ops table{&envelope_message::destroy, &envelope_message::to_json, no_type,
-                                          &typeid(envelope)};
+                                          &typeid(envelope), {}};
 };
+
+inline std::string_view message_base::event_type() const noexcept {
+    if (COURIER_LIKELY(!ops->event_type.empty())) return ops->event_type;
+    return static_cast<const envelope_message*>(this)->env.event_type;
+}
 
 /// Owning pointer for a heap message (one reference).
 struct message_ref {

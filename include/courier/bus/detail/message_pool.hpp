@@ -10,7 +10,7 @@
 
 #include <cstddef>
 #include <new>
-#include <vector>
+#include <algorithm>
 
 COURIER_BEGIN_NAMESPACE
 namespace detail {
@@ -24,37 +24,28 @@ template <std::size_t Size>
 class message_pool {
 public:
     static constexpr std::size_t batch = 64;
-    static constexpr std::size_t cache_max = 4 * batch;
+    static constexpr std::size_t cache_max = 2 * batch;
     static constexpr std::size_t shared_max = 1 << 16;
     static constexpr std::align_val_t align{cache_line_size};
 
     static void* allocate() {
         auto& c = local();
-        if (c.blocks.empty()) {
-            void* taken[batch];
-            const std::size_t n = shared().queue.try_dequeue_bulk(taken, batch);
-            c.blocks.insert(c.blocks.end(), taken, taken + n);
-        }
-        if (!c.blocks.empty()) {
-            void* b = c.blocks.back();
-            c.blocks.pop_back();
-            return b;
-        }
+        if (c.count == 0) c.count = shared().queue.try_dequeue_bulk(c.blocks, batch);
+        if (c.count != 0) return c.blocks[--c.count];
         return ::operator new(Size, align);
     }
 
     static void deallocate(void* p) noexcept {
         auto& c = local();
-        c.blocks.push_back(p);
-        if (c.blocks.size() >= cache_max) {
+        c.blocks[c.count++] = p;
+        if (c.count == cache_max) {
+            // Hand the older half on in one bulk operation; keep the newer (cache-warm) half.
             auto& s = shared();
-            void** first = c.blocks.data() + (c.blocks.size() - batch);
-            if (s.queue.size_approx() < shared_max && s.queue.enqueue_bulk(first, batch)) {
-                c.blocks.resize(c.blocks.size() - batch);
-            } else {
-                for (std::size_t i = 0; i < batch; ++i) ::operator delete(first[i], align);
-                c.blocks.resize(c.blocks.size() - batch);
+            if (s.queue.size_approx() >= shared_max || !s.queue.enqueue_bulk(c.blocks, batch)) {
+                for (std::size_t i = 0; i < batch; ++i) ::operator delete(c.blocks[i], align);
             }
+            std::copy(c.blocks + batch, c.blocks + cache_max, c.blocks);
+            c.count -= batch;
         }
     }
 
@@ -67,10 +58,10 @@ private:
         }
     };
     struct local_cache {
-        std::vector<void*> blocks;
-        local_cache() { blocks.reserve(cache_max); }
+        void* blocks[cache_max];
+        std::size_t count = 0;
         ~local_cache() {
-            for (void* b : blocks) ::operator delete(b, align);
+            for (std::size_t i = 0; i < count; ++i) ::operator delete(blocks[i], align);
         }
     };
     static shared_blocks& shared() {

@@ -253,8 +253,8 @@ private:
         if (opts_.key) {
             message_context ctx(m, name_, 1, core_->services.producer);
             h = opts_.key(ctx);
-        } else if (!m.key.empty()) {
-            h = std::hash<std::string_view>{}(m.key);
+        } else if (!m.key().empty()) {
+            h = std::hash<std::string_view>{}(m.key());
         }
         return static_cast<std::size_t>(h % lanes_.size());
     }

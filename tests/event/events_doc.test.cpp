@@ -1,0 +1,126 @@
+// The examples of docs/events.md, compiled and run: the page quotes the code between the
+// "doc:" markers, so a snippet that stops compiling or stops being true fails here.
+#include <courier/core/clock.hpp>
+#include <courier/event/cloudevents.hpp>
+#include <courier/event/envelope_codec.hpp>
+#include <courier/event/topic_pattern.hpp>
+#include <courier/event/upcaster.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+// doc: typed-event
+struct order_created {
+    static constexpr courier::event_name event_type{"order.created.v2"};
+    std::string order_id;
+    long amount_cents = 0;
+    std::string currency;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(order_created, order_id, amount_cents, currency)
+};
+static_assert(courier::typed_event<order_created>);
+static_assert(order_created::event_type.base() == "order.created");
+static_assert(order_created::event_type.version() == 2);
+// doc: end
+
+// doc: patterns
+constexpr courier::topic_pattern all_orders{"order.#"};
+constexpr courier::topic_pattern any_v2{"#.v2"};
+static_assert(all_orders.matches(order_created::event_type));
+static_assert(any_v2.matches("user.profile.updated.v2"));
+static_assert(!courier::topic_pattern{"order.*.v1"}.matches("order.line.added.v1"));
+// doc: end
+
+TEST_CASE("docs/events.md: run-time names and patterns", "[event][docs]") {
+    // doc: runtime-names
+    std::string text = "Order.created.v1";  // e.g. from a config file or a bridge
+    courier::result<courier::event_name> name = courier::event_name::parse(text);
+    if (!name) {
+        // "[courier.event.invalid_name] 'Order.created.v1': segment 1 'Order' at offset 0
+        //  must start with a lowercase letter a-z, found 'O'"
+        std::string why = name.error().message;
+    }
+    auto pattern = courier::topic_pattern::parse("order.*.v1");  // views its argument
+    bool hit = pattern && pattern->matches("order.created.v1");
+    // doc: end
+    CHECK_FALSE(name);
+    CHECK(name.error().id() == "courier.event.invalid_name");
+    CHECK(hit);
+}
+
+TEST_CASE("docs/events.md: envelopes on the wire", "[event][docs]") {
+    // doc: envelope
+    courier::manual_clock clock;  // 2025-01-01T00:00:00Z
+    courier::envelope env = courier::make_envelope(order_created{"o-1", 1250, "EUR"}, clock.now(),
+                                                   courier::event_metadata{.producer = "shop"});
+    env.headers["tenant"] = "acme";
+
+    std::string bytes = courier::encode(env);
+    // {"event_type":"order.created.v2","event_id":"0194...","timestamp":"2025-01-01T00:00:00.000000Z",
+    //  "version":2,"data":{"amount_cents":1250,"currency":"EUR","order_id":"o-1"},
+    //  "metadata":{"producer":"shop",...},"headers":{"tenant":"acme"}}
+
+    courier::result<courier::envelope> back = courier::decode(bytes);  // never throws
+    courier::result<order_created> typed = courier::data_as<order_created>(*back);
+    // doc: end
+    REQUIRE(back);
+    CHECK(*back == env);
+    REQUIRE(typed);
+    CHECK(typed->amount_cents == 1250);
+    CHECK(bytes.find("\"timestamp\":\"2025-01-01T00:00:00.000000Z\"") != std::string::npos);
+
+    // doc: decode-errors
+    courier::decode_limits limits;
+    limits.max_bytes = 64 * 1024;  // this endpoint never needs more
+    auto bad = courier::decode(R"({"event_type":"order.created.v2","version":2})", limits);
+    // bad.error().code    == courier::errc::malformed_envelope
+    // bad.error().id()    == "courier.envelope.missing_field"
+    // bad.error().message == "[courier.envelope.missing_field] missing required field 'event_id'"
+    // doc: end
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error() == courier::errc::malformed_envelope);
+    CHECK(bad.error().message == "[courier.envelope.missing_field] missing required field 'event_id'");
+
+    // doc: cloudevents
+    std::string ce = courier::to_cloudevent(env);
+    // {"specversion":"1.0","id":"0194...","source":"shop","type":"order.created.v2",
+    //  "time":"2025-01-01T00:00:00.000000Z","datacontenttype":"application/json",
+    //  "data":{...},"tenant":"acme"}
+    courier::result<courier::envelope> from_ce = courier::from_cloudevent(ce);
+    // doc: end
+    REQUIRE(from_ce);
+    CHECK(*from_ce == env);
+}
+
+TEST_CASE("docs/events.md: upcasting", "[event][docs]") {
+    courier::manual_clock clock;
+    courier::envelope v1_envelope;
+    v1_envelope.event_type = "order.created.v1";
+    v1_envelope.version = 1;
+    v1_envelope.event_id = courier::make_uuid_v7(clock.now());
+    v1_envelope.timestamp = clock.now();
+    v1_envelope.data = {{"order_id", "o-1"}, {"amount_cents", 1250}};
+
+    // doc: upcasting
+    courier::upcaster_registry upcasters;  // set up once, then shared
+    // v2 added a currency; v1 events were all in euros.
+    auto added = upcasters.add("order.created.v1", [](nlohmann::json data) {
+        data["currency"] = "EUR";
+        return data;
+    });
+
+    courier::result<courier::envelope> v2 = upcasters.upcast(v1_envelope, 2);
+    // v2->event_type == "order.created.v2", v2->version == 2
+    auto order = courier::data_as<order_created>(*v2);
+
+    auto v3 = upcasters.upcast(v1_envelope, 3);
+    // v3.error().id() == "courier.upcast.missing_step"
+    // doc: end
+    REQUIRE(added);
+    REQUIRE(v2);
+    CHECK(v2->event_type == "order.created.v2");
+    REQUIRE(order);
+    CHECK(order->currency == "EUR");
+    REQUIRE_FALSE(v3);
+    CHECK(v3.error().id() == "courier.upcast.missing_step");
+}
