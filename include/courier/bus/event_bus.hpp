@@ -198,7 +198,7 @@ public:
                       "a subscribe<T> handler takes (const T&) or (const T&, const message_context&)");
         const std::string_view name = event_type_of<T>().str();
         auto inv = [h = std::forward<Handler>(handler), this](const detail::message_base& m, const message_context& ctx) mutable {
-            if (m.type_index() == detail::type_index_of<T>()) {
+            if (COURIER_LIKELY(m.template holds<T>())) {
                 call(h, static_cast<const detail::typed_message<T>&>(m).value, ctx);
                 return;
             }
@@ -385,7 +385,7 @@ private:
         std::optional<inline_scope> scope;
         if (r.any_inline) scope.emplace(cache);
         const std::uint32_t publisher = cache.slot->index;
-        for (auto* s : r.inline_subs) out.deliveries += s->deliver(m) ? 1 : 0;
+        for (auto* s : r.inline_subs) out.deliveries += s->deliver_inline(*m) ? 1 : 0;
         for (auto* s : r.async_subs) {
             if (s->deliver(m, publisher)) ++out.deliveries;
             else ++out.rejected;

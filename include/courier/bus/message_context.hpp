@@ -62,7 +62,7 @@ public:
     /// The typed event if this message carries a T in-process, else nullptr.
     template <class T>
     const T* get_if() const noexcept {
-        if (msg_->type_index() != detail::type_index_of<T>()) return nullptr;
+        if (!msg_->template holds<T>()) return nullptr;
         return &static_cast<const detail::typed_message<T>&>(*msg_).value;
     }
     /// The data converted to T (no conversion when the message carries a T already).

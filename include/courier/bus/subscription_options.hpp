@@ -79,7 +79,7 @@ struct subscription_options {
     /// message; 0 disables. Costs at most ~idle_spin * 30 ns of a worker after traffic stops.
     std::uint32_t idle_spin = 512;
     /// Record the handler latency of every n-th message (0 disables; 1 records all).
-    std::uint32_t latency_sample_every = 16;
+    std::uint32_t latency_sample_every = 64;
     /// Middleware around this subscription's handler (outermost first), after the bus-wide ones.
     std::vector<handle_middleware> middleware;
 };

@@ -132,6 +132,9 @@ public:
     }
 
     std::size_t type_index() const noexcept { return ops->type_index; }
+    /// True when this message carries a T in-process (one pointer comparison).
+    template <class T>
+    bool holds() const noexcept;
 
     std::string_view key() const noexcept { return extras_ ? std::string_view(extras_->key) : std::string_view{}; }
     const uuid& causation_id() const noexcept {
@@ -279,6 +282,11 @@ struct envelope_message final : message_base {
     static inline const message_ops table{&envelope_message::destroy, &envelope_message::to_json, no_type,
                                           &typeid(envelope), {}};
 };
+
+template <class T>
+bool message_base::holds() const noexcept {
+    return ops == &typed_message<T>::table;
+}
 
 inline std::string_view message_base::event_type() const noexcept {
     if (COURIER_LIKELY(!ops->event_type.empty())) return ops->event_type;

@@ -370,6 +370,9 @@ private:
             }
         }
         if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_release);
+        // Read before leaving inflight_: from then on unsubscribe/shutdown may own the lane
+        // (discard_lane clears `held`).
+        const bool holds = max_drainers_ == 1 && !l.held.empty();
         current_subscription() = previous;
         inflight_.fetch_sub(1, std::memory_order_seq_cst);
         if (parked) return;  // the retry timer posts the next drain; the lane stays scheduled
@@ -377,12 +380,12 @@ private:
             post_drain(l);  // more may be waiting: yield the thread, keep the lane scheduled
             return;
         }
-        finish_drain(l);
+        finish_drain(l, holds);
     }
 
-    void finish_drain(lane& l) {
+    void finish_drain(lane& l, bool holds) {
         l.scheduled.fetch_sub(1, std::memory_order_seq_cst);
-        if (l.depth.load(std::memory_order_seq_cst) > 0 || (!l.held.empty() && max_drainers_ == 1)) try_schedule(l);
+        if (l.depth.load(std::memory_order_seq_cst) > 0 || holds) try_schedule(l);
     }
 
     // First attempt of a popped message. Returns false when an ordered lane must wait for a retry.
@@ -525,35 +528,36 @@ private:
         return true;
     }
 
+public:
     // Called only by the bus inside a publisher-slot dispatch (see event_bus::inline_scope),
     // which is what unsubscribe waits for: no per-call read-modify-write here.
     bool deliver_inline(const message_base& m) {
         if (COURIER_UNLIKELY(!active_.load(std::memory_order_seq_cst))) return false;
-        const void* previous = std::exchange(current_subscription(), this);
         std::uint64_t delivered = 0;
         auto r = attempt(m, 1, delivered);
-        if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_release);
-        if (r) {
-            // Retries of an inline subscription run on the executor (the publisher is not
-            // kept waiting through a backoff). The message must outlive this call: copy it
-            // to the heap as an envelope if it lives on the publisher's stack.
-            auto rs = std::make_unique<retry_state>();
-            if (m.heap) {
-                retain(const_cast<message_base*>(&m));
-                rs->msg = message_ref(const_cast<message_base*>(&m));
-            } else {
-                auto* copy = new envelope_message(m.to_envelope(core_->services.producer));
-                copy->heap = true;
-                rs->msg = message_ref(copy);
-            }
-            rs->attempt = 1;
-            rs->errors.push_back(std::move(r->error));
-            after_failure(std::move(rs), r->error_ptr, nullptr, r->undecodable);
+        if (COURIER_LIKELY(!r)) {
+            counters_.delivered.fetch_add(delivered, std::memory_order_release);
+            return true;
         }
-        current_subscription() = previous;
+        // Retries of an inline subscription run on the executor (the publisher is not kept
+        // waiting through a backoff). The message must outlive this call: copy it to the heap
+        // as an envelope if it lives on the publisher's stack.
+        auto rs = std::make_unique<retry_state>();
+        if (m.heap) {
+            retain(const_cast<message_base*>(&m));
+            rs->msg = message_ref(const_cast<message_base*>(&m));
+        } else {
+            auto* copy = new envelope_message(m.to_envelope(core_->services.producer));
+            copy->heap = true;
+            rs->msg = message_ref(copy);
+        }
+        rs->attempt = 1;
+        rs->errors.push_back(std::move(r->error));
+        after_failure(std::move(rs), r->error_ptr, nullptr, r->undecodable);
         return true;
     }
 
+private:
     void wait_for_inflight(long allowed) {
         for (unsigned spins = 0; inflight_.load(std::memory_order_seq_cst) > allowed; ++spins) {
             if (spins < 100) std::this_thread::yield();
