@@ -34,6 +34,8 @@ courier_configure() {
         # PCH and __DATE__ would otherwise defeat the cache.
         export CCACHE_SLOPPINESS="pch_defines,time_macros,include_file_mtime,include_file_ctime"
         export CCACHE_MAXSIZE="${CCACHE_MAXSIZE:-5G}"
+        # Paths relative to the checkout, so a second clone (CI's) hits the same cache entries.
+        export CCACHE_BASEDIR="$COURIER_ROOT" CCACHE_NOHASHDIR=1
     fi
     cmake -S "$COURIER_ROOT" -B "$dir" -G Ninja "${launcher[@]}" "$@" >/dev/null
 }
