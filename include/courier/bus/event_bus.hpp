@@ -418,7 +418,7 @@ private:
         return subscription(this, st, alive_);
     }
 
-    void remove(const std::shared_ptr<detail::subscription_state>& st) {
+    void remove(std::shared_ptr<detail::subscription_state> st) {
         {
             std::lock_guard lock(mutex_);
             std::erase(subs_, st);

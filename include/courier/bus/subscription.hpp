@@ -16,8 +16,9 @@ class event_bus;
 
 /// A live subscription. Move-only; unsubscribes when destroyed unless `detach()`ed.
 ///
-/// Thread safety: `unsubscribe` may be called from any thread, including from inside the
-/// subscription's own handler (then the current call finishes and no other starts).
+/// Thread safety: `unsubscribe`, `active`, `name` and `metrics` may be called concurrently from
+/// any thread, including from inside the subscription's own handler (then the current call
+/// finishes and no other starts). Moving, assigning and `detach` need exclusive access.
 /// Blocking: `unsubscribe` waits for handler calls of this subscription running on other
 /// threads to finish; queued messages are dead-lettered (at_least_once) or counted as
 /// dropped (at_most_once), never silently lost.

@@ -6,11 +6,11 @@
 COURIER_BEGIN_NAMESPACE
 
 inline void subscription::unsubscribe() {
-    if (!state_) return;
-    auto st = std::move(state_);
-    if (bus_alive_ && bus_alive_->load(std::memory_order_acquire)) bus_->remove(st);
-    else st->unsubscribe();
-    bus_alive_.reset();
+    // The handle itself is not modified, so other threads may keep calling active(), name()
+    // or metrics() on it, and a handler may unsubscribe its own subscription.
+    if (!state_ || !state_->active()) return;
+    if (bus_alive_ && bus_alive_->load(std::memory_order_acquire)) bus_->remove(state_);
+    else state_->unsubscribe();
 }
 
 inline std::string event_bus::prometheus() const {
