@@ -36,3 +36,7 @@
 
 #include <courier/runtime/runtime.hpp>
 #include <courier/runtime/timer_service.hpp>
+
+#include <courier/rpc/rpc.hpp>
+
+#include <courier/stream/stream.hpp>

@@ -410,3 +410,48 @@ TEST_CASE("metrics read as a struct and as Prometheus text", "[bus][metrics]") {
           std::string::npos);
     CHECK(text.find("courier_bus_published_total 10") != std::string::npos);
 }
+
+TEST_CASE("a reply address travels beside the message and survives the envelope", "[bus][context]") {
+    courier::manual_clock clk;
+    courier::runtime rt(courier::runtime::manual, clk);
+    std::vector<courier::reply_address> seen;
+    std::vector<courier::envelope> envelopes;
+    auto sub = rt.bus().subscribe<order_created>(
+        [&](const order_created&, const courier::message_context& ctx) {
+            seen.push_back(ctx.reply_to());
+            envelopes.push_back(ctx.to_envelope());
+        },
+        {.mode = courier::delivery_mode::inline_call});
+
+    courier::publish_options po;
+    po.reply_to = courier::reply_address{7, 42};
+    (void)rt.bus().publish(order_created{"o-1", 1.0}, po);
+    (void)rt.bus().publish(order_created{"o-2", 2.0});
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[0] == courier::reply_address{7, 42});
+    CHECK_FALSE(seen[1]);
+    // As an envelope it is the `courier-reply` header (no header map in process).
+    CHECK(envelopes[0].headers.at("courier-reply") == "_INBOX.7.42");
+    CHECK(envelopes[1].headers.count("courier-reply") == 0);
+
+    // An envelope that arrives with the header (a bridge, a redrive) gets the address back.
+    REQUIRE(rt.bus().publish(envelopes[0]));
+    REQUIRE(seen.size() == 3);
+    CHECK(seen[2] == courier::reply_address{7, 42});
+    // A malformed header is not an address: it stays an ordinary header.
+    auto odd = envelopes[1];
+    odd.headers["courier-reply"] = "_INBOX.x.1";
+    REQUIRE(rt.bus().publish(odd));
+    REQUIRE(seen.size() == 4);
+    CHECK_FALSE(seen[3]);
+    CHECK(envelopes[3].headers.at("courier-reply") == "_INBOX.x.1");
+}
+
+TEST_CASE("reply addresses parse only the _INBOX.<inbox>.<request> form", "[bus][context]") {
+    CHECK(courier::reply_address::parse("_INBOX.1.2") == courier::reply_address{1, 2});
+    CHECK(courier::reply_address{18446744073709551615ull, 0}.to_string() == "_INBOX.18446744073709551615.0");
+    CHECK(courier::reply_address::parse(courier::reply_address{99, 3}.to_string()) == courier::reply_address{99, 3});
+    for (const char* bad : {"", "_INBOX.", "_INBOX.1", "_INBOX.1.", "_INBOX..2", "_INBOX.0.2", "INBOX.1.2", "_INBOX.1.2.3",
+                            "_INBOX.-1.2", "_INBOX.1.2x", "_INBOX.99999999999999999999.1"})
+        CHECK_FALSE(courier::reply_address::parse(bad));
+}

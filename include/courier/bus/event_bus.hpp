@@ -11,6 +11,7 @@
 #include <courier/bus/idempotency.hpp>
 #include <courier/bus/message_context.hpp>
 #include <courier/bus/metrics.hpp>
+#include <courier/bus/reply_address.hpp>
 #include <courier/bus/subscription.hpp>
 #include <courier/bus/subscription_options.hpp>
 #include <courier/bus/topology.hpp>
@@ -24,6 +25,7 @@
 #include <courier/event/upcaster.hpp>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -49,6 +51,8 @@ struct publish_options {
     /// Start or continue a trace explicitly (overrides the inherited one).
     std::string trace_id;
     std::string correlation_id;
+    /// Where a responder sends its reply (request-reply sets it; see rpc.hpp).
+    reply_address reply_to;
 };
 
 /// What a publish did.
@@ -57,6 +61,23 @@ struct publish_result {
     std::uint32_t rejected = 0;    ///< subscriptions whose queue refused it (dead-lettered)
     bool closed = false;           ///< the bus is shut down; nothing was delivered
 };
+
+namespace detail {
+/// Builds a publish_result so that g++ 12 returns it in registers. Field by field, it stores
+/// the parts to the stack and reloads them wider; the failed store forwarding makes the
+/// reload wait for every store before it, the new message's included (a quarter of a typed
+/// publish). Whole 8- and 4-byte words copied in one go forward fine.
+inline publish_result make_publish_result(std::uint32_t deliveries, std::uint32_t rejected, bool closed) noexcept {
+    static_assert(sizeof(publish_result) == 12 && std::is_trivially_copyable_v<publish_result>);
+    const struct {
+        std::uint64_t counts;
+        std::uint32_t closed;
+    } raw{deliveries | (std::uint64_t{rejected} << 32), closed ? 1u : 0u};
+    publish_result r;
+    std::memcpy(static_cast<void*>(&r), &raw, sizeof r);
+    return r;
+}
+}  // namespace detail
 
 /// Options of a bus.
 struct bus_options {
@@ -127,13 +148,13 @@ private:
     template <class T>
     publish_result publish_typed(T&& event, publish_options* options) {
         using E = std::decay_t<T>;
-        if (COURIER_UNLIKELY(core_->closed.load(std::memory_order_acquire))) return publish_result{0, 0, true};
+        if (COURIER_UNLIKELY(core_->closed.load(std::memory_order_acquire))) return detail::make_publish_result(0, 0, true);
         auto& cache = local_cache();
         const detail::route* r = typed_route(cache, detail::type_index_of<E>(), event_type_of<E>().str());
         cache.slot->count(cache.slot->published);
         if (r->empty()) {
             cache.slot->count(cache.slot->unrouted);
-            return {};
+            return detail::make_publish_result(0, 0, false);
         }
         if (!r->needs_heap) {
             // Every subscriber runs inline: the event can live on this stack.
@@ -309,7 +330,35 @@ public:
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
         for (auto& s : subs) report.handed_back += s->drain_and_close(deadline, pump);
         report.timed_out = std::chrono::steady_clock::now() >= deadline && report.handed_back > 0;
+        std::vector<std::function<void()>> hooks;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& [id, f] : shutdown_hooks_) hooks.push_back(std::move(f));
+            shutdown_hooks_.clear();
+        }
+        for (auto& f : hooks) f();  // no lock held: a hook may use the bus (it is closed)
         return report;
+    }
+
+    /// Runs `f` once at the end of shutdown(), after the drain and before the runtime cancels
+    /// its timers: components with their own pending work (rpc requests waiting for a reply)
+    /// end it there with a clear error instead of never. Returns an id for remove_on_shutdown.
+    /// A hook added after shutdown runs at once.
+    std::uint64_t on_shutdown(std::function<void()> f) {
+        {
+            std::lock_guard lock(mutex_);
+            if (!core_->closed.load(std::memory_order_acquire)) {
+                shutdown_hooks_.emplace(++hook_counter_, std::move(f));
+                return hook_counter_;
+            }
+        }
+        f();
+        return 0;
+    }
+    /// Forgets a hook (no effect once it ran, or for id 0).
+    void remove_on_shutdown(std::uint64_t id) {
+        std::lock_guard lock(mutex_);
+        shutdown_hooks_.erase(id);
     }
     bool closed() const noexcept { return core_->closed.load(std::memory_order_acquire); }
 
@@ -345,16 +394,17 @@ private:
     }
 
     void stamp(detail::message_base& m, publish_options* options) {
-        m.timestamp = system_time_ ? std::chrono::system_clock::now() : core_->services.clock.now();
+        m.timestamp = system_time_ ? detail::fast_system_now() : core_->services.clock.now();
         inherit_context(m);
         if (!options) return;
         auto& o = *options;
         if (!o.key.empty()) m.set_key(std::move(o.key));
+        if (o.reply_to) m.set_reply_to(o.reply_to);
         if (!o.trace_id.empty() || !o.correlation_id.empty() || !o.headers.empty()) {
             auto t = m.trace() ? std::make_shared<detail::trace_data>(*m.trace()) : std::make_shared<detail::trace_data>();
             if (!o.trace_id.empty()) t->trace_id = std::move(o.trace_id);
             if (!o.correlation_id.empty()) t->correlation_id = std::move(o.correlation_id);
-            for (auto& [k, v] : o.headers) t->headers[k] = v;
+            for (auto& [k, v] : o.headers) t->headers.insert_or_assign(k, std::move(v));
             m.set_trace(std::move(t));
         }
     }
@@ -379,26 +429,31 @@ private:
     }
 
     publish_result dispatch(route_cache_entry& cache, const detail::route& r, detail::message_base* m) {
-        publish_result out;
-        // One reference per async delivery, taken up front; the publisher's own is dropped at the end.
-        if (m->heap && r.async_count) detail::retain(m, r.async_count);
+        std::uint32_t delivered = 0, rejected = 0;
+        // One reference per async delivery, taken up front. Without queue groups the last async
+        // delivery inherits the publisher's own reference (nothing touches the message after
+        // it), which spares the common single-subscriber publish a retain/release pair on a
+        // line the consumer is already reading.
+        const bool hand_over = r.groups.empty() && r.async_count != 0;
+        if (m->heap && r.async_count) detail::retain(m, r.async_count - (hand_over ? 1 : 0));
         std::optional<inline_scope> scope;
-        if (r.any_inline) scope.emplace(cache);
+        if (r.any_inline) scope.emplace(cache, asymmetric_);
         const std::uint32_t publisher = cache.slot->index;
-        for (auto* s : r.inline_subs) out.deliveries += s->deliver_inline(*m) ? 1 : 0;
+        for (auto* s : r.inline_subs) delivered += s->deliver_inline(*m, publisher) ? 1 : 0;
         for (auto* s : r.async_subs) {
-            if (s->deliver(m, publisher)) ++out.deliveries;
-            else ++out.rejected;
+            if (s->deliver(m, publisher)) ++delivered;
+            else ++rejected;
         }
+        if (hand_over) return detail::make_publish_result(delivered, rejected, false);
         for (auto& g : r.groups) {
             auto* s = g->pick();
             if (!s) continue;
             if (s->is_async()) detail::retain(m);
-            if (s->deliver(m, publisher)) ++out.deliveries;
-            else if (s->is_async()) ++out.rejected;
+            if (s->deliver(m, publisher)) ++delivered;
+            else if (s->is_async()) ++rejected;
         }
         detail::release(m);
-        return out;
+        return detail::make_publish_result(delivered, rejected, false);
     }
 
     subscription add(std::string pattern_text, std::optional<topic_pattern> pattern, std::size_t type_index,
@@ -429,10 +484,12 @@ private:
     }
 
     // Waits until every other thread that was inside an inline dispatch of this bus has left
-    // it (its slot's sequence moved on). Pairs with inline_scope: the publisher's seq_cst fence
-    // after making its sequence odd orders it before its reads of `active`, and unsubscribe
-    // made the subscription inactive (seq_cst) before reading the sequences here.
+    // it (its slot's sequence moved on). Pairs with inline_scope: the publisher's fence after
+    // making its sequence odd orders it before its reads of `active`, and unsubscribe made the
+    // subscription inactive (seq_cst) and ran the heavy half of the fence before reading the
+    // sequences here.
     void wait_for_inline_dispatches() {
+        detail::heavy_fence(asymmetric_);
         std::vector<std::pair<detail::publisher_slot*, std::uint64_t>> busy;
         {
             std::lock_guard lock(mutex_);
@@ -517,11 +574,13 @@ private:
     // Marks this thread as dispatching inline on the bus (see wait_for_inline_dispatches).
     class inline_scope {
     public:
-        explicit inline_scope(route_cache_entry& e) noexcept : e_(e) {
+        inline_scope(route_cache_entry& e, bool asymmetric) noexcept : e_(e) {
             auto& s = *e_.slot;
             if (s.depth++ == 0) {
                 s.dispatch_seq.store(s.dispatch_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-                std::atomic_thread_fence(std::memory_order_seq_cst);
+                // Store-load barrier before reading `active`: free here when unsubscribe pays
+                // for it with membarrier (see wait_for_inline_dispatches).
+                detail::light_fence(asymmetric);
             }
         }
         ~inline_scope() {
@@ -609,7 +668,7 @@ private:
         auto& cache = local_cache();
         if (target) {
             if (!target->is_async()) {
-                inline_scope scope(cache);
+                inline_scope scope(cache, asymmetric_);
                 target->deliver(m);
                 detail::release(m);
             } else {
@@ -627,7 +686,10 @@ private:
 
     std::shared_ptr<detail::bus_core> core_;
     const std::uint64_t uid_;
-    const bool system_time_;  // the clock is the system clock: read it without a virtual call
+    std::map<std::uint64_t, std::function<void()>> shutdown_hooks_;  // guarded by mutex_
+    std::uint64_t hook_counter_ = 0;
+    const bool system_time_;
+    const bool asymmetric_ = detail::membarrier_available();  // the clock is the system clock: read it without a virtual call
     mutable std::mutex mutex_;
     std::vector<std::shared_ptr<detail::subscription_state>> subs_;
     std::map<std::string, std::shared_ptr<const detail::route>, std::less<>> routes_;

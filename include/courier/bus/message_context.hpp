@@ -5,6 +5,7 @@
 #pragma once
 
 #include <courier/bus/detail/message.hpp>
+#include <courier/bus/reply_address.hpp>
 #include <courier/core/config.hpp>
 #include <courier/event/envelope.hpp>
 
@@ -52,6 +53,8 @@ public:
         auto it = t->headers.find(std::string(name));
         return it == t->headers.end() ? std::string_view{} : std::string_view(it->second);
     }
+    /// Where the reply to this request goes (false when the publisher expects none).
+    reply_address reply_to() const noexcept { return msg_->reply_to(); }
     /// 1 for the first delivery to this subscription, 2 for the first retry, ...
     std::uint32_t attempt() const noexcept { return attempt_; }
     /// The name of the subscription handling the message.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <courier/core/config.hpp>
+#include <courier/core/detail/tsc_clock.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -31,10 +32,11 @@ public:
     virtual bool is_manual() const noexcept { return false; }
 };
 
-/// The real time, from std::chrono::system_clock.
+/// The real time: std::chrono::system_clock, read through the TSC where that is exact (see
+/// core/detail/tsc_clock.hpp).
 class system_clock final : public clock {
 public:
-    time_point now() const noexcept override { return std::chrono::system_clock::now(); }
+    time_point now() const noexcept override { return detail::fast_system_now(); }
 
     /// A process-wide instance, for components created without a runtime.
     static system_clock& instance() noexcept {

@@ -25,10 +25,12 @@
 #define COURIER_LIKELY(x) __builtin_expect(!!(x), 1)
 #define COURIER_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define COURIER_NOINLINE __attribute__((noinline))
+#define COURIER_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
 #define COURIER_LIKELY(x) (x)
 #define COURIER_UNLIKELY(x) (x)
 #define COURIER_NOINLINE
+#define COURIER_ALWAYS_INLINE inline
 #endif
 
 COURIER_BEGIN_NAMESPACE

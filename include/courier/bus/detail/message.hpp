@@ -10,6 +10,7 @@
 #include <courier/event/envelope.hpp>
 #include <courier/event/event_traits.hpp>
 #include <courier/bus/detail/message_pool.hpp>
+#include <courier/bus/reply_address.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -70,6 +71,7 @@ struct message_extras {
     std::string key;
     uuid causation_id{};
     std::shared_ptr<const trace_data> trace;
+    reply_address reply_to;  // requests only (see rpc)
 };
 
 struct message_base {
@@ -145,7 +147,10 @@ public:
         static const std::shared_ptr<const trace_data> none;
         return extras_ ? extras_->trace : none;
     }
+    /// Where a reply goes: set at publish, or read from an envelope's `courier-reply` header.
+    reply_address reply_to() const noexcept { return extras_ ? extras_->reply_to : reply_address{}; }
     void set_key(std::string k) { extras().key = std::move(k); }
+    void set_reply_to(reply_address r) { extras().reply_to = r; }
     void set_causation_id(const uuid& id) { extras().causation_id = id; }
     void set_trace(std::shared_ptr<const trace_data> t) { extras().trace = std::move(t); }
 
@@ -168,6 +173,7 @@ public:
         }
         if (!causation_id().is_nil()) e.metadata.causation_id = causation_id().to_string();
         if (!key().empty()) e.headers["courier-key"] = std::string(key());
+        if (extras_ && extras_->reply_to) e.headers[std::string(reply_address::header)] = extras_->reply_to.to_string();
         return e;
     }
 
@@ -199,7 +205,7 @@ private:
 };
 
 inline void retain(message_base* m, std::uint32_t n = 1) noexcept {
-    if (m->heap) m->refs.fetch_add(n, std::memory_order_relaxed);
+    if (m->heap && n) m->refs.fetch_add(n, std::memory_order_relaxed);
 }
 inline void release(message_base* m) noexcept {
     if (!m->heap) return;
@@ -262,6 +268,12 @@ struct envelope_message final : message_base {
         if (auto k = env.headers.find("courier-key"); k != env.headers.end()) {
             set_key(k->second);
             env.headers.erase(k);
+        }
+        if (auto r = env.headers.find(std::string(reply_address::header)); r != env.headers.end()) {
+            if (auto a = reply_address::parse(r->second)) {
+                set_reply_to(*a);
+                env.headers.erase(r);
+            }
         }
         if (!env.metadata.trace_id.empty() || !env.metadata.correlation_id.empty() ||
             !env.metadata.producer.empty() || !env.headers.empty()) {

@@ -20,6 +20,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -104,9 +105,12 @@ public:
         case delivery_mode::serial: lane_count = 1; break;
         case delivery_mode::keyed: lane_count = std::max<std::uint32_t>(1, opts_.lanes); break;
         }
+        if (lane_count == 0) inline_delivered_ = std::make_unique<std::array<inline_counter, inline_counter_slots>>();
         lanes_.reserve(lane_count);
         for (std::size_t i = 0; i < lane_count; ++i) lanes_.push_back(std::make_unique<lane>());
         if (opts_.batch == 0) opts_.batch = 1;
+        // Unused chunks stay under capacity/8 even with every publisher slot holding one.
+        claim_chunk_ = std::clamp<std::int64_t>(static_cast<std::int64_t>(opts_.capacity) / (8 * lane::token_slots), 1, 64);
     }
 
     ~subscription_state() {
@@ -128,23 +132,25 @@ public:
     /// Publisher side. For async modes the caller has added one reference for this delivery.
     /// Returns false when the message was not accepted (overflow or unsubscribed).
     bool deliver(message_base* m, std::uint32_t publisher = no_publisher) {
-        if (!is_async()) return deliver_inline(*m);
+        if (!is_async()) return deliver_inline(*m, publisher);
         if (COURIER_UNLIKELY(!active())) {
             release(m);  // unsubscribed: the event is simply not for us any more
             return false;
         }
         lane& l = *lanes_[lane_of(*m)];
-        if (!reserve(l, m)) return false;
-        if (COURIER_UNLIKELY(l.push(m, publisher) != queue_status::ok)) {
+        lane::producer* p = publisher < lane::token_slots ? &l.producers[publisher] : nullptr;
+        if (!reserve(l, p, m)) return false;
+        if (COURIER_UNLIKELY(l.push(m, p) != queue_status::ok)) {
             // Closed by unsubscribe or shutdown while we were on the way in.
-            l.depth.fetch_sub(1, std::memory_order_acq_rel);
             discard_one(m, dead_letter_reason::unsubscribed);
             return false;
         }
-        // Dekker pairing with finish_drain(): our depth RMW precedes this load; the drainer's
-        // scheduled RMW precedes its depth load. One of us sees the other, so no message is
-        // left in a lane without a drain task.
-        if (l.scheduled.load(std::memory_order_seq_cst) < max_drainers_) try_schedule(l);
+        // Dekker pairing with finish_drain(): our push precedes this load, the drainer's
+        // scheduled RMW precedes its look at the lane, and one of us must see the other, so no
+        // message is left in a lane without a drain task. The store-load barrier that needs is
+        // paid by the drainer (membarrier) when it gives the lane up, not here per message.
+        light_fence(asymmetric_);
+        if (l.scheduled.load(std::memory_order_relaxed) < max_drainers_) try_schedule(l);
         return true;
     }
 
@@ -165,7 +171,7 @@ public:
     std::size_t drain_and_close(std::chrono::steady_clock::time_point deadline, const std::function<void()>& pump) {
         while (std::chrono::steady_clock::now() < deadline) {
             bool idle = inflight_.load(std::memory_order_acquire) == 0 && retries_pending_.load(std::memory_order_acquire) == 0;
-            for (auto& l : lanes_) idle = idle && l->depth.load(std::memory_order_acquire) == 0 && l->scheduled.load() == 0;
+            for (auto& l : lanes_) idle = idle && l->depth() == 0 && l->scheduled.load() == 0;
             if (idle) break;
             if (pump) pump();
             else std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -185,21 +191,21 @@ public:
         m.name = name_;
         m.pattern = pattern_text_;
         m.delivered = counters_.delivered.load(std::memory_order_acquire);
+        if (inline_delivered_)
+            for (auto& c : *inline_delivered_) m.delivered += c.n.load(std::memory_order_acquire);
         m.failed = counters_.failed.load(std::memory_order_acquire);
         m.retried = counters_.retried.load(std::memory_order_acquire);
         m.dead_lettered = counters_.dead_lettered.load(std::memory_order_acquire);
         m.dropped = counters_.dropped.load(std::memory_order_acquire);
         m.deduplicated = counters_.deduplicated.load(std::memory_order_acquire);
         for (auto& l : lanes_) {
-            auto d = l->depth.load(std::memory_order_relaxed);
-            m.queue_depth += d > 0 ? static_cast<std::uint64_t>(d) : 0;
+            m.queue_depth += l->depth();
         }
         m.latency_p50_ns = counters_.latency.percentile(0.50);
         m.latency_p99_ns = counters_.latency.percentile(0.99);
         m.latency_samples = counters_.latency.count();
         return m;
     }
-    const subscription_counters& counters() const noexcept { return counters_; }
 
     /// Hands one message straight to this subscription (redrive of a dead letter).
     bool redeliver(message_base* m) {
@@ -211,35 +217,75 @@ public:
     }
 
 private:
+    // A lane counts without a read-modify-write per message: each publishing thread counts its
+    // own pushes in its own cache line (load + store), drainers count pops once per batch, and
+    // capacity is claimed in chunks (a lock-prefixed RMW per message would also wait for the
+    // stores that built the message, which is most of a publish's cost).
     struct lane {
         using queue_type = mpmc_queue<message_base*>;
         static constexpr std::size_t token_slots = 32;
 
+        /// What one publishing thread (by its publisher-slot index) keeps in this lane. Written
+        /// by that thread only; `pushed` is read by anyone who needs the depth.
+        struct alignas(cache_line_size) producer {
+            // An explicit moodycamel producer skips the per-push lookup of the thread's
+            // implicit producer; made on the thread's first push.
+            std::atomic<queue_type::producer_token*> token{nullptr};
+            std::atomic<std::uint64_t> pushed{0};  // pushes begun (a failed one is taken back)
+            std::int64_t credit = 0;               // capacity slots claimed and not used yet
+        };
+
         queue_type queue;
-        // One producer token per publishing thread of the bus (its publisher-slot index), made
-        // on that thread's first push: an explicit moodycamel producer skips the per-push
-        // lookup of the thread's implicit producer. Only the owning thread touches its token.
-        std::array<std::atomic<queue_type::producer_token*>, token_slots> tokens{};
+        std::array<producer, token_slots> producers{};
 
         lane() = default;
         lane(const lane&) = delete;
         lane& operator=(const lane&) = delete;
         ~lane() {
-            for (auto& t : tokens) delete t.load(std::memory_order_acquire);
+            for (auto& p : producers) delete p.token.load(std::memory_order_acquire);
         }
 
-        queue_status push(message_base* m, std::uint32_t publisher) {
-            if (publisher < token_slots) {
-                auto* t = tokens[publisher].load(std::memory_order_acquire);
+        queue_status push(message_base* m, producer* p) {
+            if (COURIER_LIKELY(p != nullptr)) {
+                auto* t = p->token.load(std::memory_order_relaxed);
                 if (COURIER_UNLIKELY(!t)) {
                     t = new queue_type::producer_token(queue.make_producer_token());
-                    tokens[publisher].store(t, std::memory_order_release);
+                    p->token.store(t, std::memory_order_release);
                 }
-                return queue.try_push(*t, std::move(m));
+                // Counted before the push: a drainer that pops the message has seen the count
+                // (it is sequenced before the queue's release), so depth() never goes negative.
+                p->pushed.store(p->pushed.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+                auto st = queue.try_push(*t, std::move(m));
+                if (COURIER_UNLIKELY(st != queue_status::ok))
+                    p->pushed.store(p->pushed.load(std::memory_order_relaxed) - 1, std::memory_order_release);
+                return st;
             }
-            return queue.try_push(std::move(m));
+            shared_pushed.fetch_add(1, std::memory_order_acq_rel);
+            auto st = queue.try_push(std::move(m));
+            if (COURIER_UNLIKELY(st != queue_status::ok)) shared_pushed.fetch_sub(1, std::memory_order_acq_rel);
+            return st;
         }
-        alignas(cache_line_size) std::atomic<std::int64_t> depth{0};     // reserved, not yet popped
+
+        /// Messages pushed (or being pushed) and not yet popped. Exact once publishers stop.
+        std::uint64_t depth() const noexcept {
+            // popped first: every pop it counts had its push counted before, so the sum below
+            // cannot fall short of it.
+            const std::uint64_t out = popped.load(std::memory_order_acquire);
+            std::uint64_t in = shared_pushed.load(std::memory_order_acquire);
+            for (auto& p : producers) in += p.pushed.load(std::memory_order_acquire);
+            return in > out ? in - out : 0;
+        }
+
+        void count_popped(std::size_t n) noexcept { popped.fetch_add(n, std::memory_order_acq_rel); }
+
+        /// Capacity slots claimed (pushed, or held as a publisher's credit) and not popped.
+        std::int64_t claimed_now() const noexcept {
+            return claimed.load(std::memory_order_acquire) - static_cast<std::int64_t>(popped.load(std::memory_order_acquire));
+        }
+
+        alignas(cache_line_size) std::atomic<std::uint64_t> shared_pushed{0};  // publishers without a slot
+        alignas(cache_line_size) std::atomic<std::int64_t> claimed{0};         // capacity claimed, ever
+        alignas(cache_line_size) std::atomic<std::uint64_t> popped{0};         // ever
         alignas(cache_line_size) std::atomic<std::uint32_t> scheduled{0};  // drain tasks posted or running
         // Owned by the single drainer of a serial/keyed lane: messages popped but held back
         // behind a failed one that waits for its retry, in order.
@@ -259,16 +305,34 @@ private:
         return static_cast<std::size_t>(h % lanes_.size());
     }
 
-    // Takes a slot in the lane under the capacity bound, applying the overflow policy.
-    bool reserve(lane& l, message_base* m) {
+    // Takes a slot in the lane under the capacity bound, applying the overflow policy. A
+    // publisher with a slot claims `claim_chunk_` slots at a time and spends them one per
+    // message; the bound stays exact (chunks are only taken whole under it), and the slots a
+    // quiet publisher still holds only make the lane look fuller (at most capacity/8 in all).
+    bool reserve(lane& l, lane::producer* p, message_base* m) {
         const auto cap = static_cast<std::int64_t>(opts_.capacity);
-        auto prev = l.depth.fetch_add(1, std::memory_order_seq_cst);
-        if (cap == 0 || prev < cap) return true;
+        if (cap == 0) return true;
+        if (COURIER_LIKELY(p != nullptr && p->credit > 0)) {
+            --p->credit;
+            return true;
+        }
+        if (p != nullptr && claim_chunk_ > 1) {
+            const auto prev = l.claimed.fetch_add(claim_chunk_, std::memory_order_acq_rel) -
+                              static_cast<std::int64_t>(l.popped.load(std::memory_order_acquire));
+            if (prev + claim_chunk_ <= cap) {
+                p->credit = claim_chunk_ - 1;
+                return true;
+            }
+            l.claimed.fetch_sub(claim_chunk_, std::memory_order_acq_rel);
+        }
+        // One slot at a time near the bound.
+        if (l.claimed.fetch_add(1, std::memory_order_acq_rel) - static_cast<std::int64_t>(l.popped.load(std::memory_order_acquire)) < cap)
+            return true;
         switch (opts_.overflow) {
         case overflow_policy::drop_oldest: {
             message_base* oldest = nullptr;
             if (l.queue.try_pop(oldest) == queue_status::ok) {
-                l.depth.fetch_sub(1, std::memory_order_acq_rel);
+                l.count_popped(1);
                 counters_.dropped.fetch_add(1, std::memory_order_release);
                 dead_letter_one(*oldest, dead_letter_reason::overflow, {}, 0);
                 release(oldest);
@@ -276,14 +340,16 @@ private:
             return true;  // the slot we took is ours now
         }
         case overflow_policy::block: {
-            l.depth.fetch_sub(1, std::memory_order_acq_rel);
+            l.claimed.fetch_sub(1, std::memory_order_acq_rel);
             if (!core_->services.manual) {
                 const auto deadline = std::chrono::steady_clock::now() + opts_.block_timeout;
                 for (unsigned spins = 0; std::chrono::steady_clock::now() < deadline; ++spins) {
                     if (!active()) break;
-                    if (l.depth.load(std::memory_order_acquire) < cap) {
-                        if (l.depth.fetch_add(1, std::memory_order_seq_cst) < cap) return true;
-                        l.depth.fetch_sub(1, std::memory_order_acq_rel);
+                    if (l.claimed_now() < cap) {
+                        if (l.claimed.fetch_add(1, std::memory_order_acq_rel) -
+                                static_cast<std::int64_t>(l.popped.load(std::memory_order_acquire)) < cap)
+                            return true;
+                        l.claimed.fetch_sub(1, std::memory_order_acq_rel);
                     }
                     if (spins < 64) std::this_thread::yield();
                     else std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -293,7 +359,7 @@ private:
         }
         case overflow_policy::fail:
         case overflow_policy::drop_newest:
-            l.depth.fetch_sub(1, std::memory_order_acq_rel);
+            l.claimed.fetch_sub(1, std::memory_order_acq_rel);
             break;
         }
         counters_.dropped.fetch_add(1, std::memory_order_release);
@@ -359,7 +425,7 @@ private:
                 break;
             }
             idle_spins = 0;
-            l.depth.fetch_sub(static_cast<std::int64_t>(n), std::memory_order_acq_rel);
+            l.count_popped(n);
             budget -= static_cast<std::uint32_t>(n);
             for (std::size_t i = 0; i < n; ++i) {
                 if (parked) {
@@ -385,7 +451,10 @@ private:
 
     void finish_drain(lane& l, bool holds) {
         l.scheduled.fetch_sub(1, std::memory_order_seq_cst);
-        if (l.depth.load(std::memory_order_seq_cst) > 0 || holds) try_schedule(l);
+        // The publishers' half of the barrier (see deliver): after it, a push we do not see
+        // below belongs to a publisher that will see scheduled < max and post a drain itself.
+        heavy_fence(asymmetric_);
+        if (holds || l.queue.size_approx() != 0) try_schedule(l);
     }
 
     // First attempt of a popped message. Returns false when an ordered lane must wait for a retry.
@@ -412,18 +481,20 @@ private:
         bool undecodable = false;
     };
 
-    // Runs the handler once; returns the failure, if any.
-    std::optional<failure> attempt(const message_base& m, std::uint32_t n, std::uint64_t& delivered) {
-        message_context ctx(m, name_, n, core_->services.producer);
+    // Runs the handler once; returns the failure, if any. (A pointer, not an optional: the
+    // success path returns in a register instead of through a failure-sized slot.)
+    COURIER_ALWAYS_INLINE std::unique_ptr<failure> attempt(const message_base& m, std::uint32_t n, std::uint64_t& delivered) {
+        message_context ctx(m, name_view_, n, producer_view_);
         context_scope scope(ctx);
         // A thread-local countdown: sampling must add neither a shared write nor a division
-        // per message.
+        // per message. (The countdown is shared by the subscriptions this thread runs: each
+        // samples about one message in `latency_sample_every` of those the thread handles.)
         thread_local std::uint32_t sample_countdown = 1;
-        // (The countdown is shared by the subscriptions this thread runs; `>=` restarts it
-        // when a subscription samples more often than the one that set it.)
-        const bool sample = opts_.latency_sample_every != 0 &&
-                            (--sample_countdown == 0 || sample_countdown >= opts_.latency_sample_every);
-        if (sample) sample_countdown = opts_.latency_sample_every;
+        bool sample = false;
+        if (COURIER_UNLIKELY(--sample_countdown == 0)) {
+            sample = opts_.latency_sample_every != 0;
+            sample_countdown = sample ? opts_.latency_sample_every : 1024;
+        }
         const auto start = sample ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         try {
             if (middleware_.empty()) {
@@ -440,14 +511,14 @@ private:
             if (sample)
                 counters_.latency.record(static_cast<std::uint64_t>(
                     std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count()));
-            return std::nullopt;
+            return nullptr;
         } catch (const decode_failure& e) {
             counters_.failed.fetch_add(1, std::memory_order_release);
-            return failure{attempt_error{n, core_->services.clock.now(), e.what()}, std::current_exception(), true};
+            return std::make_unique<failure>(failure{attempt_error{n, core_->services.clock.now(), e.what()}, std::current_exception(), true});
         } catch (...) {
             counters_.failed.fetch_add(1, std::memory_order_release);
             auto ep = std::current_exception();
-            return failure{attempt_error{n, core_->services.clock.now(), describe(ep)}, ep, false};
+            return std::make_unique<failure>(failure{attempt_error{n, core_->services.clock.now(), describe(ep)}, ep, false});
         }
     }
 
@@ -530,13 +601,20 @@ private:
 
 public:
     // Called only by the bus inside a publisher-slot dispatch (see event_bus::inline_scope),
-    // which is what unsubscribe waits for: no per-call read-modify-write here.
-    bool deliver_inline(const message_base& m) {
+    // which is what unsubscribe waits for: no per-call read-modify-write here. The delivery
+    // is counted in the publishing thread's own counter (a lock-prefixed add per call was a
+    // third of an inline delivery).
+    COURIER_ALWAYS_INLINE bool deliver_inline(const message_base& m, std::uint32_t publisher = no_publisher) {
         if (COURIER_UNLIKELY(!active_.load(std::memory_order_seq_cst))) return false;
         std::uint64_t delivered = 0;
         auto r = attempt(m, 1, delivered);
         if (COURIER_LIKELY(!r)) {
-            counters_.delivered.fetch_add(delivered, std::memory_order_release);
+            if (COURIER_LIKELY(publisher < inline_counter_slots && inline_delivered_)) {
+                auto& c = (*inline_delivered_)[publisher].n;
+                c.store(c.load(std::memory_order_relaxed) + delivered, std::memory_order_release);
+            } else {
+                counters_.delivered.fetch_add(delivered, std::memory_order_release);
+            }
             return true;
         }
         // Retries of an inline subscription run on the executor (the publisher is not kept
@@ -590,12 +668,12 @@ private:
             ++n;
         }
         l.held.clear();
-        // depth counts pushes that reserved a slot; a racing push either lands (we pop it) or
-        // sees the closed queue and gives its slot back, so this loop ends.
-        for (unsigned spins = 0; l.depth.load(std::memory_order_acquire) > 0;) {
+        // depth counts pushes begun; a racing push either lands (we pop it) or sees the closed
+        // queue and takes its count back, so this loop ends.
+        for (unsigned spins = 0; l.depth() > 0;) {
             message_base* m = nullptr;
             if (l.queue.try_pop(m) == queue_status::ok) {
-                l.depth.fetch_sub(1, std::memory_order_acq_rel);
+                l.count_popped(1);
                 discard_one(m, reason);
                 ++n;
             } else if (++spins > 1000) {
@@ -633,6 +711,8 @@ public:
 private:
     std::shared_ptr<bus_core> core_;
     std::string name_;
+    std::string_view name_view_ = name_;                   // what every message_context carries
+    std::string_view producer_view_ = core_->services.producer;
     std::string pattern_text_;
     std::optional<topic_pattern> pattern_;
     std::size_t type_index_;
@@ -641,6 +721,8 @@ private:
     std::vector<handle_middleware> middleware_;
     std::vector<std::unique_ptr<lane>> lanes_;
     std::uint32_t max_drainers_ = 1;
+    std::int64_t claim_chunk_ = 1;
+    bool asymmetric_ = membarrier_available();
     alignas(cache_line_size) std::atomic<bool> active_{true};
     std::atomic<long> inflight_{0};
     std::atomic<long> retries_pending_{0};
@@ -648,6 +730,12 @@ private:
     std::map<std::uint64_t, std::unique_ptr<retry_state>> waiting_retries_;  // pooled/inline retries on timers
     std::uint64_t next_retry_id_ = 0;
     subscription_counters counters_;
+    // Inline deliveries, one counter per publishing thread (by publisher-slot index).
+    static constexpr std::uint32_t inline_counter_slots = 32;
+    struct alignas(cache_line_size) inline_counter {
+        std::atomic<std::uint64_t> n{0};
+    };
+    std::unique_ptr<std::array<inline_counter, inline_counter_slots>> inline_delivered_;
 };
 
 }  // namespace detail
