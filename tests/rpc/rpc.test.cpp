@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <mutex>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -739,4 +740,26 @@ TEST_CASE("more requests than the slot table holds all complete or time out exac
     for (auto c : completions) CHECK(c == 1);
     CHECK(f.rpc.pending() == 0);
     CHECK(f.rpc.metrics().timeouts == n / 2);
+}
+
+TEST_CASE("stopping the runtime ends pending requests with errc::closed instead of never", "[rpc][errors][shutdown]") {
+    courier::runtime rt(courier::runtime_options{.threads = 1});
+    courier::rpc rpc(rt.bus());
+    std::vector<courier::reply_to<quote>> held;
+    std::mutex held_mutex;
+    auto slow = rpc.respond<get_quote, quote>([&](const get_quote&, courier::reply_to<quote> reply) {
+        std::lock_guard lock(held_mutex);
+        held.push_back(std::move(reply));  // never answered before the stop
+    });
+    auto fut = rpc.request<quote>(get_quote{"a"}, 60s, boost::asio::use_future);
+    REQUIRE(wait_until([&] {
+        std::lock_guard lock(held_mutex);
+        return held.size() == 1;
+    }));
+    rt.stop();  // the bus shutdown hook closes the rpc before the timers are cancelled
+    REQUIRE(fut.wait_for(10s) == std::future_status::ready);
+    auto r = fut.get();
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == courier::errc::closed);
+    CHECK(rpc.pending() == 0);
 }
