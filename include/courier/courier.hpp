@@ -36,7 +36,8 @@
 
 #include <courier/runtime/runtime.hpp>
 #include <courier/runtime/timer_service.hpp>
-
+#include <courier/actor/actor.hpp>
+#include <courier/jobs/job_system.hpp>
 #include <courier/rpc/rpc.hpp>
-
 #include <courier/stream/stream.hpp>
+#include <courier/saga/saga.hpp>

@@ -41,5 +41,16 @@ class idempotency_store;
 class timer_service;
 class runtime;
 struct runtime_options;
+class saga_runner;
+template <class Ctx>
+class saga_definition;
+class saga_journal;
+class memory_journal;
+class file_journal;
+struct journal_record;
+struct saga_info;
+struct saga_options;
+enum class saga_state : std::uint8_t;
+enum class saga_errc : int;
 
 COURIER_END_NAMESPACE

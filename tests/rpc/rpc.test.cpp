@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <array>
 #include <future>
 #include <mutex>
 #include <map>
@@ -549,15 +550,21 @@ TEST_CASE("stress: every request gets its own reply exactly once on a thread poo
     constexpr int requesters = 4;
     const std::uint64_t per = 50000 / COURIER_STRESS_SCALE;
     std::atomic<std::uint64_t> count{0}, sum{0}, bad{0};
+    std::array<std::atomic<std::uint64_t>, requesters> done{};
     std::vector<std::thread> threads;
     for (int t = 0; t < requesters; ++t) {
         threads.emplace_back([&, t] {
             for (std::uint64_t i = 0; i < per; ++i) {
+                // At most 4096 requests in flight per requester: this test is about exactly-once
+                // replies, not about overload (a full responder queue fails the request at
+                // once as overloaded; another test covers that).
+                while (i - done[t].load(std::memory_order_acquire) >= 4096) std::this_thread::yield();
                 const std::uint64_t v = t * per + i;
-                rpc.request(double_it{v}, 60s, [&, v](courier::result<doubled> r) {
+                rpc.request(double_it{v}, 60s, [&, v, t](courier::result<doubled> r) {
                     if (!r || r->value != 2 * v) bad.fetch_add(1);
                     else sum.fetch_add(r->value);
                     count.fetch_add(1);
+                    done[t].fetch_add(1, std::memory_order_release);
                 });
             }
         });

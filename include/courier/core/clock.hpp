@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <vector>
 
 COURIER_BEGIN_NAMESPACE
@@ -112,5 +113,15 @@ private:
     std::vector<observer> observers_;
     std::uint64_t next_id_ = 0;
 };
+
+namespace detail {
+/// Time points as integer nanoseconds since the epoch (journals and records store them so).
+inline std::int64_t to_ns(time_point t) noexcept { return static_cast<std::int64_t>(t.time_since_epoch().count()); }
+inline time_point from_ns(std::int64_t ns) noexcept { return time_point(duration(ns)); }
+/// "250 ms", for error messages.
+inline std::string millis_text(duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
+}
+}  // namespace detail
 
 COURIER_END_NAMESPACE

@@ -1,7 +1,9 @@
 // Request-reply on the event bus, NATS style: a request is a typed event published with a
 // reply address (`publish_options::reply_to`); responders are bus subscriptions in a queue group that share the load; the
 // reply completes the asker's pending request through any Asio completion token (callback,
-// use_future, use_awaitable). Also scatter-gather (`request_all`) and typed timeouts.
+// use_future, use_awaitable). Also scatter-gather (`request_all`) and typed timeouts, and the
+// same by an event name known at run time with JSON data (`respond(name, ...)`,
+// `request(name, json, ...)`), which meets typed responders and requests of that name.
 #pragma once
 
 #include <courier/bus/event_bus.hpp>
@@ -12,6 +14,8 @@
 #include <courier/core/config.hpp>
 #include <courier/core/error.hpp>
 #include <courier/core/result.hpp>
+#include <courier/event/envelope.hpp>
+#include <courier/event/event_name.hpp>
 #include <courier/event/event_traits.hpp>
 #include <courier/queue/queue_status.hpp>
 #include <courier/rpc/detail/rpc_core.hpp>
@@ -22,6 +26,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -399,6 +405,86 @@ public:
         return n > 0 ? static_cast<std::size_t>(n) : 0;
     }
 
+    // ---------------------------------------------------------------- by name
+
+    /// Answers requests named `name` at run time (`"pricing.quote.requested.v1"`), with JSON
+    /// data: the bridge's side of request-reply (a NATS subject forwarded as an event name), or a
+    /// responder configured at run time. The handler takes `(const nlohmann::json& data)` or
+    /// `(const nlohmann::json& data, const message_context&)` and returns the reply as JSON (or
+    /// anything nlohmann converts to JSON), or `result<...>` of it to answer with an error; a
+    /// throw answers with errc::handler_failed. It may instead take a trailing
+    /// `reply_to<nlohmann::json>` and answer later (deferred reply). Options as for typed
+    /// responders (the default queue group is the name).
+    ///
+    /// Typed and named sides meet on the name: a typed request of this name reaches this
+    /// responder (its data as JSON, serialized once), and the reply (JSON, no event type of its
+    /// own) is converted to the typed requester's reply type; a conversion that fails completes
+    /// the typed request with errc::malformed_envelope "[courier.rpc.bad_reply]". Scatter
+    /// requests of this name reach it too.
+    ///
+    /// Errors: errc::invalid_name (from event_name::parse, naming the offending segment) for a
+    /// malformed name; the bus's error for a duplicate subscription name.
+    ///
+    /// Example:
+    /// ```
+    /// auto r = rpc.respond("pricing.quote.requested.v1", [](const nlohmann::json& d) {
+    ///     return nlohmann::json{{"sku", d.at("sku")}, {"price", 9.5}};
+    /// });
+    /// if (!r) log(r.error().message);  // [courier.event.invalid_name] ...
+    /// courier::responder pricing = std::move(*r);
+    /// ```
+    template <class Handler>
+    result<responder> respond(std::string_view name, Handler&& handler, responder_options options = {});
+
+    /// Sends a request named `name` with `data` (published as an envelope carrying the reply
+    /// address in its `courier-reply` header) and completes with the first reply as JSON:
+    /// `void(courier::result<nlohmann::json>)`, through any completion token (callback,
+    /// use_future, use_awaitable). Any responder of the name answers: a named one (its JSON), or
+    /// a typed one of that event type (the bus converts `data` to the request type; its reply
+    /// arrives as the reply's JSON). Errors as for typed requests, plus errc::invalid_name for a
+    /// malformed name (completed through the token, never thrown). A typed responder whose
+    /// request type cannot be built from `data` never sees the request: the bus dead-letters
+    /// it ("[courier.bus.undecodable]") and the request times out.
+    template <class CompletionToken>
+    auto request(std::string_view name, nlohmann::json data, duration timeout, CompletionToken&& token) {
+        request_options o;
+        o.timeout = timeout;
+        return request(name, std::move(data), std::move(o), std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken>
+    auto request(std::string_view name, nlohmann::json data, request_options options, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(result<nlohmann::json>)>(
+            [this](auto&& handler, std::unique_ptr<std::string>&& n, nlohmann::json&& d, request_options&& o) {
+                start_named<false>(std::forward<decltype(handler)>(handler), std::move(n), std::move(d), std::move(o));
+            },
+            token, std::make_unique<std::string>(name), std::move(data), std::move(options));
+    }
+
+    /// Scatter-gather by name: every live responder of `name`, named or typed, through the
+    /// name's scatter channel (`<base>.rpc_scatter.vN`, the one typed scatters use).
+    /// Completion: `void(result<gather_result<nlohmann::json>>)`.
+    template <class CompletionToken>
+    auto request_all(std::string_view name, nlohmann::json data, duration window, CompletionToken&& token) {
+        request_options o;
+        o.timeout = window;
+        return request_all(name, std::move(data), std::move(o), std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken>
+    auto request_all(std::string_view name, nlohmann::json data, request_options options, CompletionToken&& token) {
+        return boost::asio::async_initiate<CompletionToken, void(result<gather_result<nlohmann::json>>)>(
+            [this](auto&& handler, std::unique_ptr<std::string>&& n, nlohmann::json&& d, request_options&& o) {
+                start_named<true>(std::forward<decltype(handler)>(handler), std::move(n), std::move(d), std::move(o));
+            },
+            token, std::make_unique<std::string>(name), std::move(data), std::move(options));
+    }
+
+    /// Live responders of the request named `name` on this bus, typed and named (0 for a
+    /// malformed name).
+    std::size_t responders(std::string_view name) {
+        const auto n = core_->responders(name).load(std::memory_order_acquire);
+        return n > 0 ? static_cast<std::size_t>(n) : 0;
+    }
+
     /// Requests waiting for a reply.
     std::size_t pending() const { return core_->pending(); }
     rpc_metrics metrics() const;
@@ -409,6 +495,16 @@ public:
 private:
     template <class R, bool Scatter, class Req, class Handler>
     void start(Handler&& handler, Req&& req, request_options&& options);
+    // The name travels in its own allocation: g++ 12 may relocate an awaitable's arguments
+    // bitwise (see docs/rpc.md), which a short (in-place) std::string does not survive.
+    template <bool Scatter, class Handler>
+    void start_named(Handler&& handler, std::unique_ptr<std::string> name, nlohmann::json&& data,
+                     request_options&& options);
+    // What typed and named requests share: responder check, registration, publish (`publish`
+    // takes the publish_options and returns the publish_result), confirmation of the publish.
+    template <bool Scatter, class Op, class Publish>
+    void launch(std::unique_ptr<Op> op, std::atomic<std::int64_t>& responders, request_options& options,
+                Publish&& publish);
 
     event_bus& bus_;
     std::shared_ptr<detail::rpc_core> core_;

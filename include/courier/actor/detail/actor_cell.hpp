@@ -6,6 +6,7 @@
 #pragma once
 
 #include <courier/actor/actor_options.hpp>
+#include <courier/core/clock.hpp>
 #include <courier/actor/detail/mail.hpp>
 #include <courier/actor/detail/reply.hpp>
 #include <courier/actor/detail/type_name.hpp>
@@ -59,9 +60,6 @@ inline std::string exception_text(const std::exception_ptr& ep) {
     }
 }
 
-inline std::string millis_text(duration d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
-}
 
 // ------------------------------------------------------------------------ handler traits
 

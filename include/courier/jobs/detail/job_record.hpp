@@ -66,8 +66,6 @@ constexpr job_state state_of(std::uint64_t st) noexcept {
     return bits_of(st) == finishing_bits ? job_state::active : static_cast<job_state>(bits_of(st));
 }
 
-inline std::int64_t to_ns(time_point t) noexcept { return static_cast<std::int64_t>(t.time_since_epoch().count()); }
-inline time_point from_ns(std::int64_t ns) noexcept { return time_point(duration(ns)); }
 
 // ------------------------------------------------------------------------ waiters
 

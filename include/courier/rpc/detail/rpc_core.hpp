@@ -66,6 +66,15 @@ struct scatter_name {
     static constexpr fixed_name<size> value = make();
 };
 
+/// The scatter channel of a request named at run time ("a.b.v2" -> "a.b.rpc_scatter.v2"), the
+/// same channel a typed request of that name uses, so typed and named sides meet there too.
+inline std::string scatter_name_of(const event_name& name) {
+    std::string out(name.base());
+    out += ".rpc_scatter";
+    out += name.str().substr(name.base().size());
+    return out;
+}
+
 /// What `rpc::request_all` publishes: the request itself, under the request type's scatter name,
 /// which every responder of the type receives (outside any queue group). Its JSON is the
 /// request's JSON, so a wildcard subscriber or a stream capture sees the request data.
@@ -92,21 +101,45 @@ struct reply_packet {
     std::optional<courier::error> err;
 };
 
-/// The reply value as `R`: moved out when the responder returned an R, converted through JSON
-/// when it returned another type with the same event name (another C++ type, same schema).
-template <class R>
-result<R> take_reply(message_base& m) {
-    if (m.type_index() == type_index_of<R>()) return std::move(static_cast<typed_message<R>&>(m).value);
-    if (m.event_type() != event_type_of<R>().str()) {
-        return unexpected(errc::unknown_event, "[courier.rpc.reply_type_mismatch] the responder replied with '" +
-                                                   std::string(m.event_type()) + "', the requester expects '" +
-                                                   std::string(event_type_of<R>().str()) + "'");
-    }
+/// True for the reply of a named responder: an envelope message without an event type (a
+/// named reply is JSON only; see make_reply_message).
+inline bool is_named_reply(const message_base& m) noexcept {
+    return m.ops == &envelope_message::table && m.event_type().empty();
+}
+
+/// The reply value as JSON (a named request): moved out of a named responder's reply, the
+/// typed reply's JSON (serialized once) otherwise.
+inline result<nlohmann::json> take_json_reply(message_base& m) {
+    if (is_named_reply(m)) return std::move(static_cast<envelope_message&>(m).env.data);
     try {
-        return m.data_json().template get<R>();
+        return m.data_json();
     } catch (const std::exception& e) {
         return unexpected(errc::malformed_envelope,
                           std::string("[courier.rpc.bad_reply] the reply does not convert: ") + e.what());
+    }
+}
+
+/// The reply value as `R`: moved out when the responder returned an R, converted through JSON
+/// when it returned another type with the same event name (another C++ type, same schema) or
+/// when a named responder answered (JSON without an event type). `R = nlohmann::json`: the
+/// reply's JSON, whatever answered.
+template <class R>
+result<R> take_reply(message_base& m) {
+    if constexpr (std::is_same_v<R, nlohmann::json>) {
+        return take_json_reply(m);
+    } else {
+        if (m.type_index() == type_index_of<R>()) return std::move(static_cast<typed_message<R>&>(m).value);
+        if (!is_named_reply(m) && m.event_type() != event_type_of<R>().str()) {
+            return unexpected(errc::unknown_event, "[courier.rpc.reply_type_mismatch] the responder replied with '" +
+                                                       std::string(m.event_type()) + "', the requester expects '" +
+                                                       std::string(event_type_of<R>().str()) + "'");
+        }
+        try {
+            return m.data_json().template get<R>();
+        } catch (const std::exception& e) {
+            return unexpected(errc::malformed_envelope,
+                              std::string("[courier.rpc.bad_reply] the reply does not convert: ") + e.what());
+        }
     }
 }
 
@@ -609,11 +642,22 @@ inline reply_meta reply_meta_of(const message_context& request) {
     return {std::move(fresh), id};
 }
 
-/// A reply value as an in-flight message carrying `meta`.
+/// A reply value as an in-flight message carrying `meta`: a typed message, or for JSON (a named
+/// responder's reply) an envelope message without an event type. A named reply has no event
+/// name because the request names only itself (as a NATS reply has no subject of its own); a
+/// typed requester converts its JSON to the reply type it expects.
 template <class R>
 message_ref make_reply_message(R&& value, reply_meta meta, time_point now) {
     using V = std::decay_t<R>;
-    auto* m = new typed_message<V>(std::forward<R>(value));
+    message_base* m = nullptr;
+    if constexpr (std::is_same_v<V, nlohmann::json>) {
+        envelope e;
+        e.data = std::forward<R>(value);
+        e.timestamp = now;
+        m = new envelope_message(std::move(e));
+    } else {
+        m = new typed_message<V>(std::forward<R>(value));
+    }
     m->heap = true;
     m->timestamp = now;
     m->set_causation_id(meta.cause);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <courier/rpc/rpc.hpp>
+#include <courier/core/clock.hpp>
 
 COURIER_BEGIN_NAMESPACE
 namespace detail {
@@ -23,9 +24,6 @@ struct initiation_scope {
     const void* previous;
 };
 
-inline std::string millis_text(duration d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
-}
 
 inline courier::error end_error(end_reason r, std::string_view name, duration timeout) {
     switch (r) {
@@ -55,11 +53,18 @@ class completion_base : public pending_base {
 public:
     using io_executor = boost::asio::io_context::executor_type;
 
-    completion_base(Handler&& h, io_executor ex, std::string_view name, duration timeout, std::string producer)
-        : handler_(std::move(h)), work_(ex), name_(name), timeout_(timeout), producer_(std::move(producer)) {}
+    /// `name` views static storage (a typed request's event name); a name known only at run time
+    /// is passed as `owned_name` instead (name empty) and kept here.
+    completion_base(Handler&& h, io_executor ex, std::string_view name, duration timeout, std::string producer,
+                    std::string owned_name = {})
+        : handler_(std::move(h)), work_(ex), owned_name_(std::move(owned_name)),
+          name_(owned_name_.empty() ? name : std::string_view(owned_name_)), timeout_(timeout),
+          producer_(std::move(producer)) {}
 
     /// Completes with an error before the request was registered (posted: never inline).
     void fail(courier::error e) { complete(unexpected(std::move(e)), {}); }
+    /// The request's event name (for error messages).
+    std::string_view name() const noexcept { return name_; }
 
 protected:
     // Runs the handler through its associated executor (default: the runtime's), with the
@@ -83,6 +88,7 @@ protected:
 
     Handler handler_;
     boost::asio::executor_work_guard<io_executor> work_;
+    std::string owned_name_;  // before name_, which may view it (the operation never moves)
     std::string_view name_;
     duration timeout_;
     std::string producer_;
@@ -220,6 +226,82 @@ struct immediate_reply {
     using type = typename std::conditional_t<is_result<ret>::value, is_result<ret>, std::type_identity<ret>>::type;
 };
 
+/// A named responder's handler seen as `result<json>(const json&, const message_context&)`: it
+/// may return JSON (or anything nlohmann converts to JSON) or a result of it.
+template <class H>
+struct named_handler {
+    H h;
+    result<nlohmann::json> operator()(const nlohmann::json& data, const message_context& ctx) {
+        using ret = std::decay_t<decltype(call_responder(h, data, ctx))>;
+        if constexpr (std::is_same_v<ret, result<nlohmann::json>>) {
+            return call_responder(h, data, ctx);
+        } else if constexpr (is_result<ret>::value) {
+            auto r = call_responder(h, data, ctx);
+            if (!r) return unexpected(std::move(r).error());
+            return nlohmann::json(std::move(*r));
+        } else {
+            return nlohmann::json(call_responder(h, data, ctx));
+        }
+    }
+};
+
+/// Sends an error reply for a request the responder could not even read (its data did not
+/// serialize to JSON).
+inline void answer_error(rpc_core& core, const message_context& ctx, courier::error e) {
+    auto& c = core.counters().serve;
+    c.served_failed.fetch_add(1, std::memory_order_relaxed);
+    const reply_address to = ctx.reply_to();
+    if (!to) {
+        c.without_reply_to.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    reply_packet p;
+    p.err = std::move(e);
+    route_reply(core, to, std::move(p));
+}
+
+/// The bus subscription options of a responder's request subscription and of its scatter
+/// subscription (outside any group).
+inline std::pair<subscription_options, subscription_options> responder_subscriptions(const responder_options& o,
+                                                                                     std::string_view type_name) {
+    subscription_options so;
+    so.name = o.name;
+    so.mode = o.mode;
+    // The serving function never throws (a throw becomes an error reply), so bus retries and
+    // dead letters would only ever see refused requests: those the requester times out on.
+    so.guarantee = delivery_guarantee::at_most_once;
+    so.group = o.group.empty() ? std::string(type_name) : o.group;
+    so.concurrency = o.concurrency;
+    so.capacity = o.capacity;
+    so.overflow = o.overflow;
+    so.middleware = o.middleware;
+    subscription_options scatter_options = so;
+    scatter_options.group.clear();  // a scatter reaches every responder
+    if (!o.name.empty()) scatter_options.name = o.name + ".scatter";
+    return {std::move(so), std::move(scatter_options)};
+}
+
+/// A named request as the envelope the bus publishes: the request options become the
+/// envelope's headers and metadata (`courier-key`, `courier-reply`, free headers, trace).
+inline void apply_request_options(envelope& env, publish_options&& po) {
+    const bool explicit_trace = !po.trace_id.empty() || !po.correlation_id.empty() || !po.headers.empty();
+    for (auto& [k, v] : po.headers) env.headers.insert_or_assign(k, std::move(v));
+    if (!po.key.empty()) env.headers["courier-key"] = std::move(po.key);
+    env.headers[std::string(reply_address::header)] = po.reply_to.to_string();
+    env.metadata.trace_id = std::move(po.trace_id);
+    env.metadata.correlation_id = std::move(po.correlation_id);
+    // An envelope that brings its own trace keeps it, so what a typed publish would inherit from
+    // the handler running here (trace, correlation) is filled in by hand.
+    if (!explicit_trace) return;
+    if (const message_context* cause = message_context::current()) {
+        const auto& ct = cause->message().trace();
+        if (env.metadata.trace_id.empty() && ct) env.metadata.trace_id = ct->trace_id;
+        if (env.metadata.correlation_id.empty())
+            env.metadata.correlation_id =
+                ct && !ct->correlation_id.empty() ? ct->correlation_id : cause->event_id().to_string();
+    }
+}
+
 }  // namespace detail
 
 template <class Req, class Reply, class Handler>
@@ -246,21 +328,7 @@ responder rpc::respond(Handler&& handler, responder_options o) {
     auto state = std::make_shared<detail::serve_state<H>>(
         detail::serve_state<H>{std::forward<Handler>(handler), core_, o.name.empty() ? std::string(type_name) : o.name});
 
-    subscription_options so;
-    so.name = o.name;
-    so.mode = o.mode;
-    // The serving function never throws (a throw becomes an error reply), so bus retries and
-    // dead letters would only ever see refused requests: those the requester times out on.
-    so.guarantee = delivery_guarantee::at_most_once;
-    so.group = o.group.empty() ? std::string(type_name) : o.group;
-    so.concurrency = o.concurrency;
-    so.capacity = o.capacity;
-    so.overflow = o.overflow;
-    so.middleware = o.middleware;
-    subscription_options scatter_options = so;
-    scatter_options.group.clear();  // a scatter reaches every responder
-    if (!o.name.empty()) scatter_options.name = o.name + ".scatter";
-
+    auto [so, scatter_options] = detail::responder_subscriptions(o, type_name);
     auto requests = bus_.subscribe<Req>(
         [state, serve_one](const Req& req, const message_context& ctx) { serve_one(*state, req, ctx); }, std::move(so));
     auto scatter = bus_.subscribe<detail::scatter_request<Req>>(
@@ -271,6 +339,56 @@ responder rpc::respond(Handler&& handler, responder_options o) {
     auto count = detail::rpc_directory::instance().responders(&bus_, type_name);
     count->fetch_add(1, std::memory_order_acq_rel);
     return responder(std::move(requests), std::move(scatter), std::move(count));
+}
+
+template <class Handler>
+result<responder> rpc::respond(std::string_view name, Handler&& handler, responder_options o) {
+    using json = nlohmann::json;
+    using H = std::decay_t<Handler>;
+    constexpr bool deferred = detail::is_deferred_responder<json, json, H>;
+    if constexpr (!deferred) {
+        static_assert(std::is_invocable_v<H&, const json&, const message_context&> || std::is_invocable_v<H&, const json&>,
+                      "a named responder takes (const nlohmann::json&) or (const nlohmann::json&, const "
+                      "courier::message_context&), optionally followed by courier::reply_to<nlohmann::json>");
+        static_assert(!std::is_void_v<typename detail::immediate_reply<json, H>::type>,
+                      "a named responder returns its reply (JSON, or result<nlohmann::json>)");
+    }
+    auto parsed = event_name::parse(name);
+    if (!parsed) return unexpected(parsed.error());
+    const std::string type_name(parsed->str());
+    const std::string scatter_name = detail::scatter_name_of(*parsed);
+
+    using S = std::conditional_t<deferred, H, detail::named_handler<H>>;
+    auto state = std::make_shared<detail::serve_state<S>>(
+        detail::serve_state<S>{S{std::forward<Handler>(handler)}, core_, o.name.empty() ? type_name : o.name});
+    // Typed requests of this name reach the pattern subscription too; their data is serialized
+    // once, on first read (a to_json that throws answers with errc::handler_failed).
+    auto serve_one = [state](const message_context& ctx) {
+        const json* data = nullptr;
+        try {
+            data = &ctx.data();
+        } catch (const std::exception& e) {
+            return detail::answer_error(*state->core, ctx,
+                                        courier::error(errc::handler_failed, "[courier.rpc.handler_failed] responder '" +
+                                                                                 state->name +
+                                                                                 "' cannot read the request: " + e.what()));
+        }
+        if constexpr (deferred) detail::serve_deferred<json>(*state, *data, ctx);
+        else detail::serve<result<json>>(*state, *data, ctx);
+    };
+
+    auto [so, scatter_options] = detail::responder_subscriptions(o, type_name);
+    try {
+        auto requests = bus_.try_subscribe(type_name, serve_one, std::move(so));
+        if (!requests) return unexpected(requests.error());
+        auto scatter = bus_.try_subscribe(scatter_name, serve_one, std::move(scatter_options));
+        if (!scatter) return unexpected(scatter.error());
+        auto count = detail::rpc_directory::instance().responders(&bus_, type_name);
+        count->fetch_add(1, std::memory_order_acq_rel);
+        return responder(std::move(*requests), std::move(*scatter), std::move(count));
+    } catch (const courier_error& e) {
+        return unexpected(e.err());  // a duplicate subscription name
+    }
 }
 
 template <class Reply, class Req, class CompletionToken>
@@ -308,13 +426,56 @@ void rpc::start(Handler&& handler, Req&& req, request_options&& o) {
     const auto& services = c.services();
     const std::string_view name = event_type_of<E>().str();
     c.counters().ask.requests.fetch_add(1, std::memory_order_relaxed);
-
-    auto owned = std::make_unique<op_type>(std::forward<Handler>(handler), services.executor, name, o.timeout,
+    auto owned = std::make_unique<op_type>(H(std::forward<Handler>(handler)), services.executor, name, o.timeout,
                                            services.producer);
-    op_type* op = owned.get();
+    auto& live = c.responders(detail::type_index_of<E>(), name);
+    launch<Scatter>(std::move(owned), live, o, [&](publish_options&& po) {
+        if constexpr (Scatter) return bus_.publish(detail::scatter_request<E>{E(std::forward<Req>(req))}, std::move(po));
+        else return bus_.publish(std::forward<Req>(req), std::move(po));
+    });
+}
+
+template <bool Scatter, class Handler>
+void rpc::start_named(Handler&& handler, std::unique_ptr<std::string> name, nlohmann::json&& data,
+                      request_options&& o) {
+    using json = nlohmann::json;
+    using H = std::decay_t<Handler>;
+    using op_type = std::conditional_t<Scatter, detail::scatter_op<json, H>, detail::request_op<json, H>>;
+    detail::rpc_core& c = *core_;
+    const auto& services = c.services();
+    c.counters().ask.requests.fetch_add(1, std::memory_order_relaxed);
+    auto owned = std::make_unique<op_type>(H(std::forward<Handler>(handler)), services.executor, std::string_view{},
+                                           o.timeout, services.producer, std::move(*name));
+    const auto parsed = event_name::parse(owned->name());
+    if (!parsed) {
+        detail::initiation_scope scope(owned.get());
+        return owned->fail(parsed.error());
+    }
+    // Built before the operation is registered: from then on it may complete (and free the name
+    // it owns) on another thread.
+    envelope env;
+    env.event_type = Scatter ? detail::scatter_name_of(*parsed) : std::string(parsed->str());
+    env.version = parsed->version();
+    env.data = std::move(data);
+    auto& live = c.responders(parsed->str());
+    launch<Scatter>(std::move(owned), live, o, [&](publish_options&& po) {
+        detail::apply_request_options(env, std::move(po));
+        auto r = bus_.publish(std::move(env));
+        return r ? *r : publish_result{};  // the name was checked: publish only fails on it
+    });
+}
+
+template <bool Scatter, class Op, class Publish>
+void rpc::launch(std::unique_ptr<Op> owned, std::atomic<std::int64_t>& responders, request_options& o,
+                 Publish&& publish) {
+    detail::rpc_core& c = *core_;
+    const auto& services = c.services();
+    Op* op = owned.get();
+    // Views the operation's name: used only while this thread owns the operation.
+    const std::string_view name = op->name();
     detail::initiation_scope scope(op);
 
-    const auto live = c.responders(detail::type_index_of<E>(), name).load(std::memory_order_acquire);
+    const auto live = responders.load(std::memory_order_acquire);
     if (live <= 0) {
         c.counters().ask.no_responders.fetch_add(1, std::memory_order_relaxed);
         return op->fail(detail::no_responders_error(name));
@@ -329,7 +490,7 @@ void rpc::start(Handler&& handler, Req&& req, request_options&& o) {
     std::unique_ptr<detail::pending_base> registered = std::move(owned);
     if (!c.add(registered, id)) return op->fail(detail::end_error(detail::end_reason::closed, name, o.timeout));
     // From here the registry owns the operation: whoever takes it out completes it, and `op`
-    // must not be touched unless this thread takes it back.
+    // (and `name`) must not be touched unless this thread takes it back.
 
     publish_options po;
     po.key = std::move(o.key);
@@ -337,21 +498,20 @@ void rpc::start(Handler&& handler, Req&& req, request_options&& o) {
     po.trace_id = std::move(o.trace_id);
     po.correlation_id = std::move(o.correlation_id);
     po.reply_to = reply_address{c.inbox(), id};
-    publish_result pr;
-    if constexpr (Scatter) pr = bus_.publish(detail::scatter_request<E>{E(std::forward<Req>(req))}, std::move(po));
-    else pr = bus_.publish(std::forward<Req>(req), std::move(po));
+    const publish_result pr = publish(std::move(po));
     if (pr.closed || pr.deliveries == 0) {
         // The last responder left between the check and the publish, or every queue refused
         // the request: fail now rather than wait for the timeout.
         if (auto taken = c.take(id)) {
+            auto* back = static_cast<Op*>(taken.get());
             if (pr.closed) {
                 taken->on_end(detail::end_reason::closed);
             } else if (pr.rejected > 0) {
                 c.counters().ask.overloaded.fetch_add(1, std::memory_order_relaxed);
-                static_cast<op_type*>(taken.get())->fail(detail::overloaded_error(name, pr.rejected));
+                back->fail(detail::overloaded_error(back->name(), pr.rejected));
             } else {
                 c.counters().ask.no_responders.fetch_add(1, std::memory_order_relaxed);
-                static_cast<op_type*>(taken.get())->fail(detail::no_responders_error(name));
+                back->fail(detail::no_responders_error(back->name()));
             }
         }
     }

@@ -1,0 +1,351 @@
+// Journals and recovery: the file journal's format, torn and corrupt records, recovery on a new
+// runtime (in-memory and file), and a child process SIGKILLed in the middle of a saga whose
+// parent recovers it from the file journal.
+#include <courier/runtime/runtime.hpp>
+#include <courier/saga/saga.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct trip {
+    std::vector<std::string> booked;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(trip, booked)
+};
+
+std::string temp_path(const std::string& tag) {
+    static int n = 0;
+    auto p = "/tmp/courier-saga-" + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(++n) + ".journal";
+    std::remove(p.c_str());
+    return p;
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+struct calls {
+    std::vector<std::string> ran;
+    std::vector<std::string> keys;
+};
+
+// flight, hotel (callback: held while `hold_hotel`), car.
+courier::saga_definition<trip> trip_saga(calls& c, std::optional<courier::step_completion>* hold_hotel) {
+    courier::saga_definition<trip> def{"test.trip.booking.v1"};
+    def.step("flight", [&c](courier::step_context<trip>& s) {
+           c.ran.push_back("flight");
+           c.keys.push_back(s.idempotency_key());
+           s.context().booked.push_back("flight");
+       })
+        .step("hotel", [&c, hold_hotel](courier::step_context<trip>& s, courier::step_completion done) {
+            c.ran.push_back("hotel");
+            c.keys.push_back(s.idempotency_key());
+            s.context().booked.push_back("hotel");
+            if (hold_hotel) hold_hotel->emplace(done);
+            else done.succeed();
+        })
+        .step("car", [&c](courier::step_context<trip>& s) {
+            c.ran.push_back("car");
+            s.context().booked.push_back("car");
+        });
+    return def;
+}
+
+}  // namespace
+
+TEST_CASE("the file journal writes one checksummed JSON line per record and reads them back", "[saga][journal]") {
+    auto path = temp_path("format");
+    {
+        courier::file_journal j(path, {.fsync = courier::fsync_policy::never});
+        courier::journal_record r;
+        r.saga_id = courier::uuid::from_u64(7, 9);
+        r.seq = 1;
+        r.op = courier::journal_op::started;
+        r.at = courier::time_point(std::chrono::seconds(1735689600));
+        r.definition = "test.trip.booking.v1";
+        r.context_json = {{"booked", nlohmann::json::array()}};
+        REQUIRE(j.append(r));
+        r.seq = 2;
+        r.op = courier::journal_op::step_failed;
+        r.step = "hotel";
+        r.attempt = 2;
+        r.error = "no rooms";
+        r.due = r.at + 5s;
+        REQUIRE(j.append(r));
+        auto back = j.load();
+        REQUIRE(back);
+        REQUIRE(back->size() == 2);
+        CHECK((*back)[1].step == "hotel");
+        CHECK((*back)[1].error == "no rooms");
+        CHECK((*back)[1].due == r.due);
+        CHECK((*back)[0].context_json == r.context_json);
+    }
+    auto text = slurp(path);
+    CHECK(std::count(text.begin(), text.end(), '\n') == 2);
+    CHECK(text.rfind("{\"crc\":\"", 0) == 0);
+    std::remove(path.c_str());
+}
+
+TEST_CASE("a torn last record is ignored and cut off, and a corrupt earlier one is an error naming file and line", "[saga][journal]") {
+    auto path = temp_path("torn");
+    courier::journal_record r;
+    r.saga_id = courier::uuid::from_u64(1, 1);
+    r.op = courier::journal_op::started;
+    r.definition = "test.trip.booking.v1";
+    std::string good;
+    for (int i = 1; i <= 3; ++i) {
+        r.seq = static_cast<std::uint64_t>(i);
+        good += courier::file_journal::encode(r);
+    }
+    SECTION("a last line without its newline") {
+        std::ofstream(path, std::ios::binary) << good << good.substr(0, 30);
+        courier::file_journal j(path);
+        CHECK(j.repaired_torn_tail());
+        auto back = j.load();
+        REQUIRE(back);
+        CHECK(back->size() == 3);
+        CHECK(slurp(path) == good);  // cut back to the last whole record
+    }
+    SECTION("a last line failing its checksum") {
+        auto bad = good;
+        bad[bad.size() - 10] = 'X';
+        std::ofstream(path, std::ios::binary) << bad;
+        courier::file_journal j(path);
+        auto back = j.load();
+        REQUIRE(back);
+        CHECK(back->size() == 2);
+    }
+    SECTION("a damaged record in the middle") {
+        auto bad = good;
+        const auto second = bad.find('\n') + 1;
+        bad[second + 40] ^= 0x01;  // flip a bit inside record 2
+        std::ofstream(path, std::ios::binary) << bad;
+        courier::file_journal j(path);
+        auto back = j.load();
+        REQUIRE_FALSE(back);
+        CHECK(back.error().code == courier::saga_errc::journal_corrupt);
+        CHECK(back.error().id() == "courier.saga.journal_corrupt");
+        CHECK(back.error().message.find(path + " line 2") != std::string::npos);
+        // ... and recover() reports it rather than crashing.
+        courier::manual_clock clk;
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &j});
+        auto rec = sagas.recover();
+        REQUIRE_FALSE(rec);
+        CHECK(rec.error().message.find("line 2") != std::string::npos);
+    }
+    SECTION("garbage that is not a record") {
+        std::ofstream(path, std::ios::binary) << "hello\n" << good;
+        courier::file_journal j(path);
+        auto back = j.load();
+        REQUIRE_FALSE(back);
+        CHECK(back.error().message.find("line 1: not a journal record") != std::string::npos);
+    }
+    std::remove(path.c_str());
+}
+
+TEST_CASE("recover() on a new runtime resumes an in-flight step with the same idempotency key", "[saga][recovery]") {
+    auto path = temp_path("recover");
+    calls first, second;
+    courier::uuid id;
+    {
+        courier::file_journal j(path, {.fsync = courier::fsync_policy::never});
+        courier::manual_clock clk;
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &j});
+        std::optional<courier::step_completion> held;
+        id = sagas.start(trip_saga(first, &held), trip{}).value();
+        rt.poll();
+        CHECK(first.ran == std::vector<std::string>{"flight", "hotel"});
+        // the "process" ends here with hotel in flight
+    }
+    courier::file_journal j(path, {.fsync = courier::fsync_policy::never});
+    courier::manual_clock clk;
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &j});
+    auto def = trip_saga(second, nullptr);
+    REQUIRE(sagas.add(def));
+    auto report = sagas.recover();
+    REQUIRE(report);
+    CHECK(report->resumed == 1);
+    rt.poll();
+    CHECK(second.ran == std::vector<std::string>{"hotel", "car"});
+    CHECK(second.keys.front() == first.keys.back());
+    auto info = sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::completed);
+    CHECK(info.context["booked"] == nlohmann::json({"flight", "hotel", "car"}));
+    // history: flight, hotel (interrupted), hotel (rerun, same attempt number), car
+    REQUIRE(info.history.size() == 4);
+    CHECK(info.history[1].error == "interrupted by a restart");
+    CHECK(info.history[2].attempt == 1);
+    std::remove(path.c_str());
+}
+
+TEST_CASE("recover() restores retry timers and signal waits at their recorded times", "[saga][recovery]") {
+    courier::memory_journal journal;
+    courier::manual_clock clk;
+    int attempts = 0;
+    courier::saga_definition<trip> def{"test.trip.wait.v1"};
+    def.step("flaky", [&](trip&) {
+           if (++attempts == 1) throw std::runtime_error("busy");
+       }, {.retry = [] { auto p = courier::retry_policy::fixed(10s, 3); p.jitter = 0; return p; }()})
+        .wait_for_signal("confirm", "trip.confirmed", 1h)
+        .step("done", [](trip& t) { t.booked.push_back("done"); });
+    courier::uuid id;
+    {
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &journal});
+        id = sagas.start(def, trip{}).value();
+        rt.poll();
+        CHECK(attempts == 1);  // the retry is due in 10 s
+    }
+    {
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &journal});
+        REQUIRE(sagas.add(def));
+        REQUIRE(sagas.recover()->resumed == 1);
+        rt.advance(9s);
+        CHECK(attempts == 1);
+        rt.advance(1s);
+        CHECK(attempts == 2);
+        CHECK(sagas.query(id)->state == courier::saga_state::waiting);
+        rt.advance(30min);
+    }
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    REQUIRE(sagas.add(def));
+    REQUIRE(sagas.recover()->resumed == 1);
+    rt.advance(29min);
+    CHECK(sagas.query(id)->state == courier::saga_state::waiting);  // 1 min of the deadline left
+    REQUIRE(sagas.signal(id, "trip.confirmed"));
+    rt.poll();
+    CHECK(sagas.query(id)->state == courier::saga_state::completed);
+    CHECK(attempts == 2);
+    CHECK(journal.sagas() == 0);  // finished sagas leave the in-memory journal
+}
+
+TEST_CASE("a deadline that passed while the process was down fires at recovery", "[saga][recovery]") {
+    courier::memory_journal journal;
+    courier::manual_clock clk;
+    courier::saga_definition<trip> def{"test.trip.late.v1"};
+    def.wait_for_signal("confirm", "trip.confirmed", 1h).step("done", [](trip&) {});
+    courier::uuid id;
+    {
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &journal});
+        id = sagas.start(def, trip{}).value();
+        rt.poll();
+    }
+    clk.advance(2h);
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    REQUIRE(sagas.add(def));
+    REQUIRE(sagas.recover());
+    rt.poll();
+    CHECK(sagas.query(id)->state == courier::saga_state::failed);
+}
+
+TEST_CASE("recover() reports sagas whose definition is not registered", "[saga][recovery]") {
+    courier::memory_journal journal;
+    courier::manual_clock clk;
+    calls c;
+    std::optional<courier::step_completion> held;
+    {
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &journal});
+        (void)sagas.start(trip_saga(c, &held), trip{}).value();
+        rt.poll();
+    }
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    auto report = sagas.recover();
+    REQUIRE(report);
+    CHECK(report->resumed == 0);
+    CHECK(report->unknown_definitions == std::vector<std::string>{"test.trip.booking.v1"});
+}
+
+#if !defined(__SANITIZE_THREAD__)
+TEST_CASE("a saga killed with SIGKILL in another process is recovered from its file journal", "[saga][recovery][fork]") {
+    auto path = temp_path("fork");
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // The child: run the saga until step 2 is in flight, tell the parent, then wait to die.
+        ::close(fds[0]);
+        {
+            courier::file_journal j(path, {.fsync = courier::fsync_policy::never});
+            courier::manual_clock clk;
+            courier::runtime rt(courier::runtime::manual, clk);
+            courier::saga_runner sagas(rt, {.journal = &j});
+            courier::saga_definition<trip> def{"test.trip.booking.v1"};
+            def.step("flight", [](trip& t) { t.booked.push_back("flight"); })
+                .step("hotel", [&](courier::step_context<trip>& s) {
+                    const auto line = s.idempotency_key() + "\n";
+                    (void)!::write(fds[1], line.data(), line.size());
+                    for (;;) ::pause();  // blocked inside step 2 until SIGKILL
+                })
+                .step("car", [](trip& t) { t.booked.push_back("car"); });
+            (void)sagas.start(def, trip{}).value();
+            rt.poll();
+        }
+        ::_exit(3);  // never reached
+    }
+    ::close(fds[1]);
+    std::string key;
+    pollfd pfd{fds[0], POLLIN, 0};
+    const auto limit = std::chrono::steady_clock::now() + 30s;
+    while (key.empty() || key.back() != '\n') {
+        REQUIRE(std::chrono::steady_clock::now() < limit);
+        if (::poll(&pfd, 1, 1000) <= 0) continue;
+        char buf[256];
+        const auto n = ::read(fds[0], buf, sizeof buf);
+        REQUIRE(n > 0);
+        key.append(buf, static_cast<std::size_t>(n));
+    }
+    key.pop_back();
+    ::close(fds[0]);
+    REQUIRE(::kill(child, SIGKILL) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFSIGNALED(status));
+
+    calls c;
+    courier::file_journal j(path, {.fsync = courier::fsync_policy::never});
+    courier::manual_clock clk;
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &j});
+    auto def = trip_saga(c, nullptr);
+    REQUIRE(sagas.add(def));
+    auto report = sagas.recover();
+    REQUIRE(report);
+    CHECK(report->resumed == 1);
+    rt.poll();
+    CHECK(c.ran == std::vector<std::string>{"hotel", "car"});  // flight never runs again
+    REQUIRE(c.keys.size() == 1);
+    CHECK(c.keys[0] == key);  // the in-flight step reran with the same idempotency key
+    auto ids = sagas.list();
+    REQUIRE(ids.size() == 1);
+    auto info = sagas.query(ids[0]).value();
+    CHECK(info.state == courier::saga_state::completed);
+    CHECK(info.context["booked"] == nlohmann::json({"flight", "hotel", "car"}));
+    std::remove(path.c_str());
+}
+#endif

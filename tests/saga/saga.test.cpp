@@ -1,0 +1,412 @@
+// The saga runner on a manual runtime: success, failure at each step, compensation order and
+// failure, timeouts, retries, signals, parallel groups, cancellation, coroutine steps, events.
+// Time only moves when a test moves it; nothing sleeps.
+#include <courier/runtime/runtime.hpp>
+#include <courier/saga/saga.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct order {
+    std::string id;
+    int amount = 0;
+    std::vector<std::string> done;
+    std::string approver;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(order, id, amount, done, approver)
+};
+
+struct env {
+    courier::manual_clock clk;
+    courier::runtime rt{courier::runtime::manual, clk};
+    courier::saga_runner sagas{rt};
+    std::vector<std::string> trace;  // every action and compensation, in run order
+};
+
+courier::step_options no_retry() { return {.retry = courier::retry_policy::none(), .compensation_retry = courier::retry_policy::none()}; }
+courier::retry_policy fixed(courier::duration d, std::uint32_t n) {
+    auto p = courier::retry_policy::fixed(d, n);
+    p.jitter = 0;
+    return p;
+}
+
+// Three compensable steps; step `fail_at` (0-based, -1: none) always throws.
+courier::saga_definition<order> three_steps(env& e, int fail_at) {
+    courier::saga_definition<order> def{"test.order.fulfilment.v1"};
+    const char* names[] = {"reserve", "charge", "ship"};
+    for (int i = 0; i < 3; ++i) {
+        std::string n = names[i];
+        def.step(
+            n,
+            [&e, n, i, fail_at](order& o) {
+                e.trace.push_back(n);
+                if (i == fail_at) throw std::runtime_error(n + " refused");
+                o.done.push_back(n);
+            },
+            [&e, n](order&) { e.trace.push_back("undo " + n); }, no_retry());
+    }
+    return def;
+}
+
+}  // namespace
+
+TEST_CASE("a saga runs its steps in order and completes", "[saga]") {
+    env e;
+    auto def = three_steps(e, -1);
+    std::vector<std::string> events;
+    std::vector<std::string> correlations;
+    auto sub = e.rt.bus().subscribe<courier::saga_step_completed>(
+        [&](const courier::saga_step_completed& ev, const courier::message_context& mc) {
+            events.push_back(ev.step);
+            correlations.emplace_back(mc.correlation_id());
+        },
+        {.mode = courier::delivery_mode::inline_call});
+    auto id = e.sagas.start(def, order{"o-1", 42, {}, {}});
+    REQUIRE(id);
+    e.rt.poll();
+    CHECK(e.trace == std::vector<std::string>{"reserve", "charge", "ship"});
+    auto info = e.sagas.query(*id);
+    REQUIRE(info);
+    CHECK(info->state == courier::saga_state::completed);
+    CHECK(info->definition == "test.order.fulfilment.v1");
+    CHECK(info->context["done"] == nlohmann::json({"reserve", "charge", "ship"}));
+    REQUIRE(info->history.size() == 3);
+    for (auto& a : info->history) {
+        CHECK(a.succeeded);
+        CHECK(a.attempt == 1);
+        CHECK(a.started == e.clk.now());
+    }
+    CHECK(events == std::vector<std::string>{"reserve", "charge", "ship"});
+    for (auto& c : correlations) CHECK(c == id->to_string());
+}
+
+TEST_CASE("a saga that fails at a step compensates the completed steps in reverse order", "[saga]") {
+    for (int fail_at = 0; fail_at < 3; ++fail_at) {
+        DYNAMIC_SECTION("failing at step " << fail_at) {
+            env e;
+            auto def = three_steps(e, fail_at);
+            auto id = e.sagas.start(def, order{"o-2", 1, {}, {}}).value();
+            e.rt.poll();
+            std::vector<std::string> want;
+            const char* names[] = {"reserve", "charge", "ship"};
+            for (int i = 0; i <= fail_at; ++i) want.push_back(names[i]);
+            for (int i = fail_at - 1; i >= 0; --i) want.push_back(std::string("undo ") + names[i]);
+            CHECK(e.trace == want);
+            auto info = e.sagas.query(id).value();
+            CHECK(info.state == courier::saga_state::failed);
+            CHECK(info.error.find(std::string(names[fail_at]) + " refused") != std::string::npos);
+            // The context is the one after the last completed step.
+            CHECK(info.context["done"].size() == static_cast<std::size_t>(fail_at));
+        }
+    }
+}
+
+TEST_CASE("a compensation that keeps failing leaves the saga compensation_failed with a dead letter", "[saga]") {
+    env e;
+    int refund_calls = 0;
+    courier::saga_definition<order> def{"test.order.refund.v1"};
+    def.step("charge", [&](order&) { e.trace.push_back("charge"); },
+             [&](order&) -> courier::result<void> {
+                 ++refund_calls;
+                 return courier::unexpected(courier::errc::handler_failed, "bank offline");
+             },
+             {.retry = courier::retry_policy::none(), .compensation_retry = fixed(1s, 3)})
+        .step("ship", [](order&) { throw std::runtime_error("no truck"); }, no_retry());
+    std::vector<std::string> failed_events;
+    auto sub = e.rt.bus().subscribe<courier::saga_compensation_failed>(
+        [&](const courier::saga_compensation_failed& ev) { failed_events.push_back(ev.error); },
+        {.mode = courier::delivery_mode::inline_call});
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.run_timers();
+    CHECK(refund_calls == 3);
+    auto info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::compensation_failed);
+    CHECK(info.error.find("[courier.saga.compensation_failed]") == 0);
+    CHECK(info.error.find("bank offline") != std::string::npos);
+    REQUIRE(failed_events.size() == 1);
+    auto dead = e.rt.bus().dead_letters().list("courier.saga/test.order.refund.v1");
+    REQUIRE(dead.size() == 1);
+    CHECK(dead[0].errors.size() == 3);
+    CHECK(dead[0].message.event_type == "courier.saga.compensation_failed.v1");
+    CHECK(dead[0].message.metadata.correlation_id == id.to_string());
+}
+
+TEST_CASE("a step is retried by its policy, with backoff on the clock, and each attempt is recorded", "[saga]") {
+    env e;
+    int calls = 0;
+    courier::saga_definition<order> def{"test.retry.v1"};
+    def.step("flaky", [&](order&) {
+        if (++calls < 3) throw std::runtime_error("try again");
+    }, {.retry = fixed(10s, 5)});
+    auto id = e.sagas.start(def, order{}).value();
+    const auto t0 = e.clk.now();
+    e.rt.poll();
+    CHECK(calls == 1);
+    e.rt.advance(9s);
+    CHECK(calls == 1);
+    e.rt.advance(1s);
+    CHECK(calls == 2);
+    e.rt.advance(10s);
+    CHECK(calls == 3);
+    auto info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::completed);
+    REQUIRE(info.history.size() == 3);
+    CHECK(info.history[0].error == "try again");
+    CHECK(info.history[0].started == t0);
+    CHECK(info.history[1].started == t0 + 10s);
+    CHECK(info.history[2].started == t0 + 20s);
+    CHECK(info.history[2].succeeded);
+}
+
+TEST_CASE("a non-retryable error fails the step at once", "[saga]") {
+    env e;
+    int calls = 0;
+    auto policy = fixed(1s, 5);
+    policy.is_retryable = courier::non_retryable<std::invalid_argument>();
+    courier::saga_definition<order> def{"test.nonretry.v1"};
+    def.step("validate", [&](order&) {
+        ++calls;
+        throw std::invalid_argument("bad card");
+    }, {.retry = policy});
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.run_timers();
+    CHECK(calls == 1);
+    CHECK(e.sagas.query(id)->state == courier::saga_state::failed);
+}
+
+TEST_CASE("an asynchronous step that overruns its start-to-close timeout is retried", "[saga]") {
+    env e;
+    std::vector<courier::step_completion> pending;
+    std::vector<std::string> keys;
+    courier::saga_definition<order> def{"test.timeout.v1"};
+    def.step("call", [&](courier::step_context<order>& s, courier::step_completion done) {
+        keys.push_back(s.idempotency_key());
+        if (s.attempt() == 1) pending.push_back(done);  // never completes in time
+        else done.succeed();
+    }, {.timeout = 5s, .retry = fixed(1s, 3)});
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.poll();
+    REQUIRE(pending.size() == 1);
+    e.rt.advance(4s);
+    CHECK(e.sagas.query(id)->state == courier::saga_state::running);
+    e.rt.advance(1s);  // timeout
+    auto info = e.sagas.query(id).value();
+    REQUIRE(info.history.size() >= 1);
+    CHECK(info.history[0].error.find("[courier.saga.step_timeout]") == 0);
+    e.rt.advance(1s);  // retry
+    pending[0].succeed();  // the late completion of attempt 1 is ignored
+    e.rt.poll();
+    info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::completed);
+    CHECK(info.history.size() == 2);
+    REQUIRE(keys.size() == 2);
+    CHECK(keys[0] == keys[1]);
+    CHECK(keys[0] == id.to_string() + "/call/action");
+}
+
+TEST_CASE("a timeout that exhausts the retries fails and compensates the saga", "[saga]") {
+    env e;
+    std::vector<courier::step_completion> hold;
+    courier::saga_definition<order> def{"test.timeout.fail.v1"};
+    def.step("reserve", [&](order&) { e.trace.push_back("reserve"); }, [&](order&) { e.trace.push_back("undo reserve"); })
+        .step("call", [&](courier::step_context<order>&, courier::step_completion done) { hold.push_back(done); },
+              {.timeout = 2s, .retry = fixed(1s, 2)});
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.run_timers();
+    CHECK(hold.size() == 2);
+    CHECK(e.trace == std::vector<std::string>{"reserve", "undo reserve"});
+    CHECK(e.sagas.query(id)->state == courier::saga_state::failed);
+}
+
+namespace {
+courier::saga_definition<order> approval_saga(env& e, courier::on_deadline at_deadline) {
+    courier::saga_definition<order> def{"test.approval.v1"};
+    def.step("reserve", [&](order&) { e.trace.push_back("reserve"); }, [&](order&) { e.trace.push_back("undo reserve"); })
+        .wait_for_signal("approval", "order.approved", 1h,
+                         [](order& o, const nlohmann::json& p) { o.approver = p.at("by").get<std::string>(); },
+                         std::move(at_deadline))
+        .step("ship", [&](order&) { e.trace.push_back("ship"); })
+        .step("escalate", [&](order&) { e.trace.push_back("escalate"); });
+    return def;
+}
+}  // namespace
+
+TEST_CASE("a signal before the deadline resumes a waiting saga", "[saga][signal]") {
+    env e;
+    auto id = e.sagas.start(approval_saga(e, courier::on_deadline::fail()), order{}).value();
+    e.rt.poll();
+    auto info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::waiting);
+    CHECK(info.current_step == "approval");
+    e.rt.advance(59min);
+    REQUIRE(e.sagas.signal(id, "order.approved", {{"by", "alice"}}));
+    e.rt.poll();
+    info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::completed);
+    CHECK(info.context["approver"] == "alice");
+    CHECK(e.trace == std::vector<std::string>{"reserve", "ship", "escalate"});
+    CHECK(e.rt.timers().pending() == 0);  // the deadline timer went away
+}
+
+TEST_CASE("a signal that arrives before its wait is kept until the saga reaches it", "[saga][signal]") {
+    env e;
+    courier::step_completion* gate = nullptr;
+    std::optional<courier::step_completion> held;
+    courier::saga_definition<order> def{"test.early.v1"};
+    def.step("slow", [&](courier::step_context<order>&, courier::step_completion c) { held.emplace(c); })
+        .wait_for_signal("approval", "go", 1h, [](order& o, const nlohmann::json& p) { o.approver = p.get<std::string>(); });
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.poll();
+    REQUIRE(e.sagas.signal(id, "go", "bob"));
+    e.rt.poll();
+    REQUIRE(held);
+    held->succeed();
+    e.rt.poll();
+    (void)gate;
+    auto info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::completed);
+    CHECK(info.context["approver"] == "bob");
+}
+
+TEST_CASE("a signal wait that reaches its deadline fails the saga, and a later signal is refused", "[saga][signal]") {
+    env e;
+    auto id = e.sagas.start(approval_saga(e, courier::on_deadline::fail()), order{}).value();
+    e.rt.poll();
+    e.rt.advance(1h);
+    auto info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::failed);
+    CHECK(info.error.find("[courier.saga.deadline_passed]") == 0);
+    CHECK(e.trace == std::vector<std::string>{"reserve", "undo reserve"});
+    auto late = e.sagas.signal(id, "order.approved", {{"by", "alice"}});
+    REQUIRE_FALSE(late);
+    CHECK(late.error() == courier::errc::invalid_state);
+}
+
+TEST_CASE("a signal wait can take a named branch at its deadline", "[saga][signal]") {
+    env e;
+    auto id = e.sagas.start(approval_saga(e, courier::on_deadline::go_to("escalate")), order{}).value();
+    e.rt.poll();
+    e.rt.advance(1h);
+    CHECK(e.sagas.query(id)->state == courier::saga_state::completed);
+    CHECK(e.trace == std::vector<std::string>{"reserve", "escalate"});
+}
+
+TEST_CASE("a parallel group runs its members together and succeeds when all do", "[saga][parallel]") {
+    env e;
+    std::vector<courier::step_completion> held;
+    courier::saga_definition<order> def{"test.parallel.v1"};
+    def.parallel([&](auto& g) {
+           g.step("charge", [&](courier::step_context<order>&, courier::step_completion c) { e.trace.push_back("charge"); held.push_back(c); });
+           g.step("pack", [&](courier::step_context<order>&, courier::step_completion c) { e.trace.push_back("pack"); held.push_back(c); });
+       })
+        .step("ship", [&](order&) { e.trace.push_back("ship"); });
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.poll();
+    CHECK(e.trace == std::vector<std::string>{"charge", "pack"});  // both started before either ended
+    held[1].succeed();
+    e.rt.poll();
+    CHECK(e.trace.size() == 2);
+    held[0].succeed();
+    e.rt.poll();
+    CHECK(e.trace == std::vector<std::string>{"charge", "pack", "ship"});
+    CHECK(e.sagas.query(id)->state == courier::saga_state::completed);
+}
+
+TEST_CASE("a failing member of a parallel group compensates the members that completed", "[saga][parallel]") {
+    env e;
+    std::optional<courier::step_completion> slow;
+    courier::saga_definition<order> def{"test.parallel.fail.v1"};
+    def.step("reserve", [&](order&) { e.trace.push_back("reserve"); }, [&](order&) { e.trace.push_back("undo reserve"); })
+        .parallel([&](auto& g) {
+            g.step("charge", [&](courier::step_context<order>&, courier::step_completion c) { slow.emplace(c); },
+                   [&](order&) { e.trace.push_back("undo charge"); });
+            g.step("pack", [](order&) { throw std::runtime_error("no box"); }, [&](order&) { e.trace.push_back("undo pack"); },
+                   no_retry());
+        });
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.poll();
+    // pack failed; charge is still in flight, so compensation waits for it.
+    CHECK(e.sagas.query(id)->state == courier::saga_state::running);
+    slow->succeed();
+    e.rt.poll();
+    CHECK(e.trace == std::vector<std::string>{"reserve", "undo charge", "undo reserve"});
+    CHECK(e.sagas.query(id)->state == courier::saga_state::failed);
+}
+
+TEST_CASE("cancelling a saga compensates its completed steps and ends it cancelled", "[saga]") {
+    env e;
+    std::vector<std::string> events;
+    auto sub = e.rt.bus().subscribe<courier::saga_cancelled>([&](const courier::saga_cancelled& ev) { events.push_back(ev.error); },
+                                                            {.mode = courier::delivery_mode::inline_call});
+    auto id = e.sagas.start(approval_saga(e, courier::on_deadline::fail()), order{}).value();
+    e.rt.poll();
+    REQUIRE(e.sagas.cancel(id, "customer changed their mind"));
+    e.rt.poll();
+    auto info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::cancelled);
+    CHECK(info.error == "cancelled: customer changed their mind");
+    CHECK(e.trace == std::vector<std::string>{"reserve", "undo reserve"});
+    CHECK(events.size() == 1);
+    CHECK(e.rt.timers().pending() == 0);
+    CHECK(e.sagas.cancel(id).error() == courier::errc::invalid_state);
+    CHECK(e.sagas.cancel(courier::uuid::from_u64(1, 2)).error() == courier::errc::not_found);
+}
+
+TEST_CASE("steps can be Asio coroutines and may return result<void>", "[saga][coroutine]") {
+    env e;
+    courier::saga_definition<order> def{"test.coroutine.v1"};
+    def.step("await", [&](courier::step_context<order>& s) -> boost::asio::awaitable<void> {
+           co_await boost::asio::post(s.executor(), boost::asio::use_awaitable);
+           s.context().done.push_back("await");
+       })
+        .step("refuse", [&](courier::step_context<order>&) -> boost::asio::awaitable<courier::result<void>> {
+            co_return courier::unexpected(courier::errc::handler_failed, "coroutine says no");
+        }, no_retry());
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.poll();
+    auto info = e.sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::failed);
+    CHECK(info.error.find("coroutine says no") != std::string::npos);
+    CHECK(info.history[0].succeeded);
+}
+
+TEST_CASE("definitions are validated", "[saga]") {
+    env e;
+    courier::saga_definition<order> dup{"test.dup.v1"};
+    dup.step("a", [](order&) {}).step("a", [](order&) {});
+    auto r = e.sagas.start(dup, order{});
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == courier::saga_errc::invalid_definition);
+    courier::saga_definition<order> back{"test.back.v1"};
+    back.step("a", [](order&) {}).wait_for_signal("w", "s", 1s, courier::on_deadline::go_to("a"));
+    CHECK_FALSE(e.sagas.add(back));
+}
+
+TEST_CASE("a saga's runtime threads run steps for many sagas at once", "[saga][threads]") {
+    courier::runtime rt(courier::runtime_options{.threads = 2});
+    courier::saga_runner sagas(rt);
+    std::atomic<int> steps{0};
+    courier::saga_definition<order> def{"test.threads.v1"};
+    for (auto n : {"a", "b", "c"}) def.step(n, [&](order& o) { o.amount += 1; steps.fetch_add(1); });
+    std::vector<courier::uuid> ids;
+    for (int i = 0; i < 200; ++i) ids.push_back(sagas.start(def, order{}).value());
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    auto all_done = [&] {
+        for (auto& id : ids)
+            if (sagas.query(id)->state != courier::saga_state::completed) return false;
+        return true;
+    };
+    while (!all_done() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    CHECK(all_done());
+    CHECK(steps.load() == 600);
+    for (auto& id : ids) CHECK(sagas.query(id)->context["amount"] == 3);
+}
