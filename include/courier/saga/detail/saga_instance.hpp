@@ -541,52 +541,49 @@ private:
                          attempt_ticket{std::weak_ptr<attempt_sink>(shared_from_this()), idx, kind, token});
     }
 
-    void arm_retry(std::size_t idx) {
+    // Schedules `fire(self, step)` on the saga's strand at steps_[idx].due. A later arm or a
+    // disarm of the same step (token), or the runner closing, makes the firing a no-op.
+    template <class Fire>
+    void arm_timer(std::size_t idx, Fire fire) {
         auto& s = steps_[idx];
         s.live = true;
         const auto token = ++s.token;
         std::weak_ptr<saga_instance> weak = shared_from_this();
-        s.timer = core_->rt.timers().schedule_at(s.due, [weak, idx, token] {
+        s.timer = core_->rt.timers().schedule_at(s.due, [weak, idx, token, fire] {
             auto self = weak.lock();
             if (!self) return;
-            boost::asio::post(self->strand_, [self, idx, token] {
+            boost::asio::post(self->strand_, [self, idx, token, fire] {
                 auto& st_ = self->steps_[idx];
                 if (!st_.live || st_.token != token || self->core_->closed.load(std::memory_order_acquire)) return;
                 st_.live = false;
                 st_.timer = 0;
-                if (st_.status == st::retry_wait) {
-                    if (self->failing_ || self->cancel_requested_) return self->drive();
-                    self->start_attempt(idx, attempt_kind::action, st_.attempts + 1);
-                } else if (st_.status == st::comp_retry_wait) {
-                    self->start_attempt(idx, attempt_kind::compensation, st_.comp_attempts + 1);
-                }
+                fire(*self, st_);
             });
         });
     }
 
+    void arm_retry(std::size_t idx) {
+        arm_timer(idx, [idx](saga_instance& self, step_rt& st_) {
+            if (st_.status == st::retry_wait) {
+                if (self.failing_ || self.cancel_requested_) return self.drive();
+                self.start_attempt(idx, attempt_kind::action, st_.attempts + 1);
+            } else if (st_.status == st::comp_retry_wait) {
+                self.start_attempt(idx, attempt_kind::compensation, st_.comp_attempts + 1);
+            }
+        });
+    }
+
     void arm_wait(std::size_t idx) {
-        auto& s = steps_[idx];
-        s.live = true;
-        const auto token = ++s.token;
-        std::weak_ptr<saga_instance> weak = shared_from_this();
-        s.timer = core_->rt.timers().schedule_at(s.due, [weak, idx, token] {
-            auto self = weak.lock();
-            if (!self) return;
-            boost::asio::post(self->strand_, [self, idx, token] {
-                auto& st_ = self->steps_[idx];
-                if (!st_.live || st_.token != token || self->core_->closed.load(std::memory_order_acquire)) return;
-                st_.live = false;
-                st_.timer = 0;
-                const auto& spec = self->program_->steps[idx];
-                journal_record r;
-                r.op = journal_op::wait_timed_out;
-                r.step = spec.name;
-                r.kind = attempt_kind::signal;
-                r.attempt = 1;
-                r.error = "[courier.saga.deadline_passed] no signal '" + spec.signal + "' before the deadline of '" +
-                          spec.name + "'";
-                if (self->record(std::move(r))) self->drive();
-            });
+        arm_timer(idx, [idx](saga_instance& self, step_rt&) {
+            const auto& spec = self.program_->steps[idx];
+            journal_record r;
+            r.op = journal_op::wait_timed_out;
+            r.step = spec.name;
+            r.kind = attempt_kind::signal;
+            r.attempt = 1;
+            r.error = "[courier.saga.deadline_passed] no signal '" + spec.signal + "' before the deadline of '" +
+                      spec.name + "'";
+            if (self.record(std::move(r))) self.drive();
         });
     }
 
