@@ -399,7 +399,7 @@ auto rpc::request(Req&& req, request_options options, CompletionToken&& token) {
     static_assert(typed_event<R>, "the reply type must be a typed event (event_type + JSON conversion)");
     return boost::asio::async_initiate<CompletionToken, void(result<R>)>(
         [this](auto&& handler, E&& r, request_options&& o) {
-            start<R, false>(std::forward<decltype(handler)>(handler), std::move(r), std::move(o));
+            this->template start<R, false>(std::forward<decltype(handler)>(handler), std::move(r), std::move(o));
         },
         token, E(std::forward<Req>(req)), std::move(options));
 }
@@ -412,7 +412,7 @@ auto rpc::request_all(Req&& req, request_options options, CompletionToken&& toke
     static_assert(typed_event<R>, "the reply type must be a typed event (event_type + JSON conversion)");
     return boost::asio::async_initiate<CompletionToken, void(result<gather_result<R>>)>(
         [this](auto&& handler, E&& r, request_options&& o) {
-            start<R, true>(std::forward<decltype(handler)>(handler), std::move(r), std::move(o));
+            this->template start<R, true>(std::forward<decltype(handler)>(handler), std::move(r), std::move(o));
         },
         token, E(std::forward<Req>(req)), std::move(options));
 }
