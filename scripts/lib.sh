@@ -7,6 +7,14 @@ COURIER_BASE_PACKAGES=(cmake ninja-build g++ pkg-config ccache
                        libconcurrentqueue-dev libboost-dev nlohmann-json3-dev catch2)
 # The peers courier-bench compares against (and its micro-benchmarks and charts).
 COURIER_BENCH_PACKAGES=(libatomic-queue-dev libtbb-dev libzmq3-dev libcaf-dev libbenchmark-dev gnuplot-nox)
+# The bridges' client libraries and the servers their tests and benchmarks start on 127.0.0.1
+# (scripts/services/*.sh). Each courier::bridge_<name> target exists only when its library is found.
+COURIER_BRIDGE_PACKAGES=(libhiredis-dev libnats-dev librdkafka-dev librabbitmq-dev
+                         redis-server nats-server rabbitmq-server)
+
+# examples/job_status_web's tests: curl for the HTTP smoke test, Debian's Chromium for the
+# browser test (driven by playwright-core from npm, never a downloaded browser).
+COURIER_WEB_TEST_PACKAGES=(curl chromium)
 
 # courier_ensure_packages PKG...: installs those that are missing (apt-get update first).
 courier_ensure_packages() {

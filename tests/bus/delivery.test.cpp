@@ -542,3 +542,37 @@ TEST_CASE("shutdown hooks run once after the drain, and a late hook runs at once
     CHECK(rt.bus().on_shutdown([&] { order.push_back("late"); }) == 0);
     CHECK(order.back() == "late");
 }
+
+// Regression (found by the soak): an ordered lane that parks a failed message used to arm its
+// retry timer before its drain had moved the rest of the batch into `held`; a short backoff
+// let the timer start a second drain of the same lane, and both used the lane's deque at once.
+TEST_CASE("a serial lane parked on a short retry keeps its order and loses nothing", "[bus][retry][stress]") {
+    courier::runtime rt(courier::runtime_options{.threads = 4});
+    constexpr std::uint64_t total = 20000 / COURIER_STRESS_SCALE;
+    std::vector<std::uint64_t> seen;
+    std::atomic<std::uint64_t> handled{0};
+    std::atomic<bool> out_of_order{false};
+    std::vector<std::uint8_t> failed_once(total, 0);
+    courier::subscription_options o;
+    o.mode = courier::delivery_mode::serial;
+    o.capacity = 0;
+    o.retry = courier::retry_policy::fixed(0ms, 3);
+    auto sub = rt.bus().subscribe<tick>(
+        [&](const tick& t) {
+            // Every 16th message fails its first attempt: the lane parks mid-batch.
+            if (t.n % 16 == 5 && !failed_once[t.n]) {
+                failed_once[t.n] = 1;
+                throw std::runtime_error("first attempt fails");
+            }
+            if (!seen.empty() && seen.back() + 1 != t.n) out_of_order = true;
+            seen.push_back(t.n);
+            handled.fetch_add(1, std::memory_order_release);
+        },
+        o);
+    for (std::uint64_t i = 0; i < total; ++i) REQUIRE(rt.bus().publish(tick{i}).deliveries == 1);
+    REQUIRE(wait_until([&] { return handled.load(std::memory_order_acquire) == total; }, 60s));
+    CHECK_FALSE(out_of_order.load());
+    CHECK(seen.size() == total);
+    CHECK(rt.bus().dead_letters().total() == 0);
+    rt.stop();
+}

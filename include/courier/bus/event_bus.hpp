@@ -183,7 +183,24 @@ public:
 
     /// Publishes a dynamic event from an envelope (validated: a malformed name is an error).
     /// A nil event_id or a zero timestamp is filled in.
-    result<publish_result> publish(envelope env) {
+    result<publish_result> publish(envelope env) { return publish_envelope(std::move(env), {}); }
+
+    /// Publishes a dynamic event and calls `on_settled` once, when every subscription that
+    /// accepted it has finished with it: handled it (retries included), dead-lettered it or
+    /// dropped it. A bridge acks its broker there, so at-least-once holds across the hop.
+    ///
+    /// `on_settled` runs on the thread that finishes last (a worker, a timer, or this thread
+    /// before publish returns when no subscription matched or every one ran inline); keep it
+    /// short and non-throwing. It is called exactly once when the result has a value and
+    /// `closed` is false, and never otherwise (an invalid envelope, a closed bus: the caller
+    /// still owns the message). Costs one std::function in the message; publishes without it
+    /// (typed ones above all) pay nothing.
+    result<publish_result> publish(envelope env, std::function<void()> on_settled) {
+        return publish_envelope(std::move(env), std::move(on_settled));
+    }
+
+private:
+    result<publish_result> publish_envelope(envelope env, std::function<void()> on_settled) {
         auto name = event_name::parse(env.event_type);
         if (!name) return unexpected(name.error());
         if (env.version != name->version()) {
@@ -195,6 +212,7 @@ public:
         if (env.timestamp == time_point{}) env.timestamp = core_->services.clock.now();
         auto* m = new detail::envelope_message(std::move(env));
         m->heap = true;
+        m->on_settled = std::move(on_settled);
         inherit_context(*m);
         auto& cache = local_cache();
         const detail::route* r = named_route(cache, m->event_type());
@@ -207,6 +225,7 @@ public:
         return dispatch(cache, *r, m);
     }
 
+public:
     // ---------------------------------------------------------------- subscribe
 
     /// Subscribes to the typed event T by its exact name (no pattern matching per message).

@@ -230,6 +230,26 @@ inline std::string json_type_for_message(const nlohmann::json& j) {
     return std::string(j.type_name());
 }
 
+/// `text` with every byte outside printable ASCII written as \xHH, cut to `max_size` bytes of
+/// input: parser explanations echo the input ("last read: '...'"), and hostile bytes must not
+/// reach a log line raw.
+inline std::string printable_for_message(std::string_view text, std::size_t max_size = 240) {
+    constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (std::size_t i = 0; i < text.size() && i < max_size; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x7F && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 0xF];
+        }
+    }
+    if (text.size() > max_size) out += "...";
+    return out;
+}
+
 /// Size and depth checks before parsing, then parsing, with nlohmann's explanation kept.
 /// `kind` names the codec in error ids ("envelope", "cloudevent").
 inline result<nlohmann::json> parse_json_limited(std::string_view bytes, const decode_limits& limits,
@@ -252,7 +272,8 @@ inline result<nlohmann::json> parse_json_limited(std::string_view bytes, const d
         std::string_view what = e.what();
         if (auto close = what.find("] "); !what.empty() && what.front() == '[' && close != std::string_view::npos)
             what.remove_prefix(close + 2);
-        return unexpected(errc::malformed_envelope, codec_id(kind, "bad_json") + "not valid JSON: " + std::string(what));
+        return unexpected(errc::malformed_envelope,
+                          codec_id(kind, "bad_json") + "not valid JSON: " + printable_for_message(what));
     }
 }
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -117,6 +118,21 @@ inline nlohmann::json record_to_json(const journal_record& r) {
     return j;
 }
 
+/// `v` as an int64 when it is a JSON integer that fits. Integer fields are read only this way:
+/// nlohmann converts a float (1e300) or an out-of-range number with undefined behaviour
+/// (found by fuzz/saga_journal.fuzz.cpp).
+inline bool journal_int(const nlohmann::json& v, std::int64_t& out) noexcept {
+    if (v.is_number_unsigned()) {
+        const auto u = v.get<std::uint64_t>();
+        if (u > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return false;
+        out = static_cast<std::int64_t>(u);
+        return true;
+    }
+    if (!v.is_number_integer()) return false;
+    out = v.get<std::int64_t>();
+    return true;
+}
+
 /// Parses what record_to_json wrote; the error text says which field is wrong.
 inline result<journal_record> record_from_json(const nlohmann::json& j) {
     auto bad = [](std::string what) { return unexpected(errc::malformed_envelope, std::move(what)); };
@@ -126,6 +142,8 @@ inline result<journal_record> record_from_json(const nlohmann::json& j) {
         auto id = uuid::parse(j.at("saga").get<std::string>());
         if (!id) return bad("bad saga id");
         r.saga_id = *id;
+        std::int64_t n = 0;
+        if (!j.at("seq").is_number_unsigned()) return bad("field 'seq' must be a non-negative integer");
         r.seq = j.at("seq").get<std::uint64_t>();
         const auto op = j.at("op").get<std::string>();
         bool found = false;
@@ -136,7 +154,8 @@ inline result<journal_record> record_from_json(const nlohmann::json& j) {
             }
         }
         if (!found) return bad("unknown op '" + op + "'");
-        r.at = from_ns(j.at("at").get<std::int64_t>());
+        if (!journal_int(j.at("at"), n)) return bad("field 'at' must be an integer (nanoseconds)");
+        r.at = from_ns(n);
         if (auto it = j.find("step"); it != j.end()) {
             r.step = it->get<std::string>();
             const auto kind = j.at("kind").get<std::string>();
@@ -144,9 +163,14 @@ inline result<journal_record> record_from_json(const nlohmann::json& j) {
             else if (kind == "compensation") r.kind = attempt_kind::compensation;
             else if (kind == "signal") r.kind = attempt_kind::signal;
             else return bad("unknown kind '" + kind + "'");
-            r.attempt = j.at("attempt").get<std::uint32_t>();
+            if (!journal_int(j.at("attempt"), n) || n < 0 || n > std::numeric_limits<std::uint32_t>::max())
+                return bad("field 'attempt' must be an integer in 0..4294967295");
+            r.attempt = static_cast<std::uint32_t>(n);
         }
-        if (auto it = j.find("due"); it != j.end()) r.due = from_ns(it->get<std::int64_t>());
+        if (auto it = j.find("due"); it != j.end()) {
+            if (!journal_int(*it, n)) return bad("field 'due' must be an integer (nanoseconds)");
+            r.due = from_ns(n);
+        }
         if (auto it = j.find("error"); it != j.end()) r.error = it->get<std::string>();
         if (auto it = j.find("def"); it != j.end()) r.definition = it->get<std::string>();
         if (auto it = j.find("corr"); it != j.end()) r.correlation_id = it->get<std::string>();

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -285,6 +286,23 @@ struct envelope_message final : message_base {
             set_trace(std::move(t));
         }
     }
+
+    envelope_message(const envelope_message&) = delete;
+    envelope_message& operator=(const envelope_message&) = delete;
+    ~envelope_message() {
+        if (on_settled) {
+            try {
+                on_settled();
+            } catch (...) {
+                // A settle callback must not throw (see event_bus::publish); never from a destructor.
+            }
+        }
+    }
+
+    /// Runs once, when the last reference goes: every subscription that accepted the message
+    /// has handled it, dead-lettered it or dropped it (see event_bus::publish(envelope, f)).
+    /// Empty for every other publish, so a plain envelope pays one empty check at its end.
+    std::function<void()> on_settled;
 
     static void destroy(message_base* m) noexcept { delete static_cast<envelope_message*>(m); }
     static nlohmann::json to_json(const message_base& m) {

@@ -141,7 +141,12 @@ public:
         lane::producer* p = publisher < lane::token_slots ? &l.producers[publisher] : nullptr;
         if (!reserve(l, p, m)) return false;
         if (COURIER_UNLIKELY(l.push(m, p) != queue_status::ok)) {
-            // Closed by unsubscribe or shutdown while we were on the way in.
+            // Closed by unsubscribe or shutdown while we were on the way in. Under shutdown the
+            // message was accepted and is handed back like those still queued (and counted so).
+            if (core_->closed.load(std::memory_order_acquire)) {
+                discard_while_closing(m);
+                return true;
+            }
             discard_one(m, dead_letter_reason::unsubscribed);
             return false;
         }
@@ -181,7 +186,7 @@ public:
         wait_for_inflight(0);
         std::size_t handed_back = discard_waiting_retries(dead_letter_reason::shutdown);
         for (auto& l : lanes_) handed_back += discard_lane(*l, dead_letter_reason::shutdown);
-        return handed_back;
+        return handed_back + closing_discards_.exchange(0, std::memory_order_acq_rel);
     }
 
     /// Counters are added with release ordering (once per drained batch) and read with
@@ -291,6 +296,7 @@ private:
         // behind a failed one that waits for its retry, in order.
         std::deque<message_base*> held;
         std::unique_ptr<retry_state> parked;
+        duration park_delay{};  // the parked message's backoff, armed when its drain ends
     };
 
     std::size_t lane_of(const message_base& m) const {
@@ -439,9 +445,18 @@ private:
         // Read before leaving inflight_: from then on unsubscribe/shutdown may own the lane
         // (discard_lane clears `held`).
         const bool holds = max_drainers_ == 1 && !l.held.empty();
+        const duration park_delay = l.park_delay;
         current_subscription() = previous;
         inflight_.fetch_sub(1, std::memory_order_seq_cst);
-        if (parked) return;  // the retry timer posts the next drain; the lane stays scheduled
+        if (parked) {
+            // The retry timer runs the next drain; the lane stays scheduled until then, so no
+            // other drain starts, and this one touches the lane no more.
+            core_->services.timers.schedule_after(park_delay, [self = shared_from_this(), lp = &l] {
+                self->retries_pending_.fetch_sub(1, std::memory_order_acq_rel);
+                self->drain(*lp);
+            });
+            return;
+        }
         if (budget == 0) {
             post_drain(l);  // more may be waiting: yield the thread, keep the lane scheduled
             return;
@@ -460,7 +475,7 @@ private:
     // First attempt of a popped message. Returns false when an ordered lane must wait for a retry.
     bool handle_first(message_base* m, lane* ordered_lane, std::uint64_t& delivered) {
         if (COURIER_UNLIKELY(!active())) {
-            discard_one(m, dead_letter_reason::unsubscribed);
+            discard_while_closing(m);
             return true;
         }
         auto r = attempt(*m, 1, delivered);
@@ -533,7 +548,10 @@ private:
     // Runs a retry attempt; returns false when the (ordered) lane must keep waiting.
     bool run_attempt(std::unique_ptr<retry_state> rs, lane* ordered_lane, std::uint64_t& delivered) {
         if (!active()) {
-            dead_letter_one(*rs->msg.get(), dead_letter_reason::unsubscribed, std::move(rs->errors), rs->attempt - 1);
+            const bool closing = core_->closed.load(std::memory_order_acquire);
+            dead_letter_one(*rs->msg.get(), closing ? dead_letter_reason::shutdown : dead_letter_reason::unsubscribed,
+                            std::move(rs->errors), rs->attempt - 1);
+            if (closing) closing_discards_.fetch_add(1, std::memory_order_acq_rel);
             return true;
         }
         auto r = attempt(*rs->msg.get(), rs->attempt, delivered);
@@ -561,12 +579,12 @@ private:
         const auto delay = opts_.retry.delay_after(failed);
         rs->attempt = failed + 1;
         if (ordered_lane) {
+            // The timer is armed by drain() once it is done with the lane (arm_parked_retry):
+            // armed here, it could fire and start a second drain of this lane while this one
+            // still moves the rest of its batch into `held`.
             ordered_lane->parked = std::move(rs);
+            ordered_lane->park_delay = delay;
             retries_pending_.fetch_add(1, std::memory_order_acq_rel);
-            core_->services.timers.schedule_after(delay, [self = shared_from_this(), l = ordered_lane] {
-                self->retries_pending_.fetch_sub(1, std::memory_order_acq_rel);
-                self->drain(*l);
-            });
             return false;
         }
         std::uint64_t id;
@@ -683,6 +701,18 @@ private:
         return n;
     }
 
+    // A message met after `active_` went false outside discard_lane: a drain that popped it
+    // just before, or a push that found the queue closed. Under shutdown it is handed back and
+    // counted into the report (drain_and_close adds the count after waiting for those drains).
+    void discard_while_closing(message_base* m) {
+        if (core_->closed.load(std::memory_order_acquire)) {
+            discard_one(m, dead_letter_reason::shutdown);
+            closing_discards_.fetch_add(1, std::memory_order_acq_rel);
+        } else {
+            discard_one(m, dead_letter_reason::unsubscribed);
+        }
+    }
+
     void discard_one(message_base* m, dead_letter_reason reason) {
         if (opts_.guarantee == delivery_guarantee::at_least_once || reason == dead_letter_reason::shutdown) {
             dead_letter_one(*m, reason, {}, 0);
@@ -725,6 +755,7 @@ private:
     bool asymmetric_ = membarrier_available();
     alignas(cache_line_size) std::atomic<bool> active_{true};
     std::atomic<long> inflight_{0};
+    std::atomic<std::size_t> closing_discards_{0};  // handed back outside discard_lane during shutdown
     std::atomic<long> retries_pending_{0};
     std::mutex retry_mutex_;
     std::map<std::uint64_t, std::unique_ptr<retry_state>> waiting_retries_;  // pooled/inline retries on timers

@@ -1,0 +1,687 @@
+// The broker bridge: the same events over a real broker. `forward(pattern)` sends matching
+// events from the local bus to the broker through a bounded outbox that holds them until the
+// broker confirms; `ingest(spec)` publishes what the broker delivers on the local bus as the
+// same events (id, type, timestamp, metadata, headers, key), deduplicated by event_id and acked
+// only once the local handlers are done. One I/O thread drives the transport (see transport.hpp).
+#pragma once
+
+#include <courier/bridge/detail/dedup_window.hpp>
+#include <courier/bridge/detail/wire.hpp>
+#include <courier/bridge/registry.hpp>
+#include <courier/bridge/route.hpp>
+#include <courier/bridge/transport.hpp>
+#include <courier/bridge/url.hpp>
+#include <courier/bus/event_bus.hpp>
+#include <courier/core/clock.hpp>
+#include <courier/core/config.hpp>
+#include <courier/core/error.hpp>
+#include <courier/core/result.hpp>
+#include <courier/core/retry_policy.hpp>
+#include <courier/event/envelope_codec.hpp>
+#include <courier/queue/bounded_queue.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+COURIER_BEGIN_NAMESPACE
+namespace bridge {
+
+/// Tuning of one bridge. Every field has a safe default.
+struct bridge_options {
+    /// Name in dead letters and error messages.
+    std::string name = "bridge";
+    /// Messages waiting in the outbox (not yet handed to the broker) before `outbox_overflow` applies.
+    std::size_t outbox_capacity = 65536;
+    /// What a forward does when the outbox is full (the queue layer's policies). Every message
+    /// refused or evicted is counted in `dropped` and dead-lettered (reason overflow).
+    overflow_policy outbox_overflow = overflow_policy::block;
+    /// How long `block` waits for room.
+    duration block_timeout = std::chrono::seconds(1);
+    /// Messages sent and not yet confirmed, at most (they stay in the outbox until confirmed).
+    std::size_t max_in_flight = 4096;
+    /// A message whose publish the broker refused this many times is dead-lettered.
+    std::uint32_t max_publish_attempts = 5;
+    /// Backoff between reconnect attempts (maximum_attempts 0: forever).
+    retry_policy reconnect = retry_policy::exponential(std::chrono::milliseconds(20), 2.0, std::chrono::seconds(2), 0);
+    /// Time one connect attempt may take.
+    duration connect_timeout = std::chrono::seconds(2);
+    /// Longest idle poll. A transport that implements `wake()` returns sooner when work arrives.
+    duration poll_interval = std::chrono::milliseconds(50);
+    /// Deliveries taken from the broker per poll.
+    std::size_t poll_batch = 512;
+    /// Event ids remembered for inbound deduplication (0 disables it).
+    std::size_t dedup_window = 100000;
+    /// Limits for decoding inbound envelopes (a larger or deeper one is dead-lettered).
+    decode_limits limits{};
+};
+
+/// Counters of one bridge (a snapshot; each field read separately).
+struct bridge_stats {
+    std::uint64_t forwarded = 0;       ///< envelopes taken from the local bus into the outbox
+    std::uint64_t confirmed = 0;       ///< confirmed by the broker (they left the outbox)
+    std::size_t outbox_depth = 0;      ///< waiting + in flight (sent, not confirmed)
+    std::size_t in_flight = 0;         ///< sent, not confirmed
+    std::uint64_t dropped = 0;         ///< refused or evicted by the outbox bound (each dead-lettered)
+    std::uint64_t publish_errors = 0;  ///< refused publishes (retried, or dead-lettered after max_publish_attempts)
+    std::uint64_t reconnects = 0;      ///< connections made again after the first
+    std::uint64_t ingested = 0;        ///< broker deliveries published on the local bus
+    std::uint64_t duplicates = 0;      ///< deliveries whose event_id was seen within the window (acked, not published)
+    std::uint64_t dead_lettered = 0;   ///< dead letters the bridge wrote (drops, undecodable, too large, refused)
+    std::uint64_t acked = 0;           ///< deliveries acked to the broker
+    bool connected = false;
+};
+
+namespace detail {
+
+struct settled_delivery {
+    std::size_t route = 0;
+    delivery_tag tag;
+    std::string event_id;  // set when the local bus finished with an ingested event
+};
+
+/// What the I/O thread shares with publishers (forward handlers) and with the bus's settle
+/// callbacks, which may outlive the bridge object.
+struct bridge_core {
+    bridge_core(const bridge_options& o, dead_letter_store& dl, courier::clock& clk)
+        : options(o),
+          dead_letters(dl),
+          clock(clk),
+          outbox(o.outbox_capacity ? o.outbox_capacity : 1, o.outbox_overflow, [this](wire_message&& w) {
+              dropped.fetch_add(1, std::memory_order_relaxed);
+              dead_letter_out(w, dead_letter_reason::overflow,
+                              "[courier.bridge.outbox_full] the outbox of bridge '" + options.name + "' was full (" +
+                                  std::string(to_string(options.outbox_overflow)) + ")");
+          }) {}
+
+    const bridge_options options;
+    dead_letter_store& dead_letters;
+    courier::clock& clock;
+    bounded_queue<wire_message> outbox;
+
+    std::atomic<std::uint64_t> forwarded{0}, confirmed{0}, dropped{0}, publish_errors{0}, reconnects{0}, ingested{0},
+        duplicates{0}, dead_lettered{0}, acked{0};
+    std::atomic<std::size_t> in_flight{0};
+    std::atomic<bool> connected{false};
+    std::atomic<bool> sleeping{false};
+
+    std::mutex wake_mutex;
+    transport* wake_target = nullptr;  // null once the I/O thread is gone
+
+    std::mutex settle_mutex;
+    std::vector<settled_delivery> settled;
+    bool accepting_settles = true;
+
+    void dead_letter_out(const wire_message& w, dead_letter_reason why, std::string reason) {
+        dead_letters.add(outbound_record(w, why, "bridge:" + options.name + ":outbox", std::move(reason), clock.now()));
+        dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    /// Wakes the I/O thread if it is parked in a poll (Dekker pairing with the thread's
+    /// `sleeping` store and its second look for work).
+    void kick() noexcept {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (!sleeping.load(std::memory_order_relaxed)) return;
+        std::lock_guard lock(wake_mutex);
+        if (wake_target) wake_target->wake();
+    }
+
+    void settle(std::size_t route, delivery_tag tag, std::string event_id = {}) {
+        {
+            std::lock_guard lock(settle_mutex);
+            if (!accepting_settles) return;  // the bridge stopped: the broker redelivers it
+            settled.push_back(settled_delivery{route, std::move(tag), std::move(event_id)});
+        }
+        kick();
+    }
+};
+
+/// The event a bridge's ingest is publishing in this thread, so that bridge's own forward routes
+/// do not send it straight back (events its handlers publish meanwhile are new, and do go).
+struct ingesting_event {
+    const void* core = nullptr;
+    uuid event_id{};
+};
+inline ingesting_event& ingesting() noexcept {
+    thread_local ingesting_event current;
+    return current;
+}
+
+}  // namespace detail
+
+/// Connects a local event bus to a broker.
+///
+/// Thread safety: forward/ingest/stats/flush/wait_until_ready/stop may be called from any
+/// thread. The transport is driven by the bridge's own I/O thread only.
+/// Lifetime: the bridge must be destroyed (or stopped) before its bus.
+/// Guarantees: outbound at-least-once (a message leaves the outbox only when the broker
+/// confirmed it; after a reconnect the unconfirmed ones are sent again, so a peer may see a
+/// message twice and deduplicates it by event_id); inbound at-least-once with deduplication
+/// (acked once every local subscription handled or dead-lettered it). Per-key order holds
+/// across the hop for one forwarding bus (the forward route runs inline, in publish order).
+/// Errors: configuration mistakes (a route the broker cannot carry, a bad URL) are errors from
+/// forward/ingest/connect; run-time failures are counted and dead-lettered, never thrown.
+///
+/// Example:
+/// ```
+/// auto bridge = courier::bridge::broker_bridge::connect(rt.bus(), "redis://127.0.0.1:6379?stream=orders").value();
+/// bridge->forward("order.#").value();                                     // local -> redis
+/// bridge->ingest({.topic = "orders", .group = "shipping", .consumer = "s1"}).value();  // redis -> local
+/// ```
+class broker_bridge {
+public:
+    broker_bridge(event_bus& bus, std::unique_ptr<transport> t, bridge_options options = {})
+        : bus_(bus),
+          transport_(std::move(t)),
+          caps_(transport_->caps()),
+          default_topic_(transport_->default_topic()),
+          core_(std::make_shared<detail::bridge_core>(options, bus.dead_letters(), bus.clock())),
+          dedup_(options.dedup_window) {
+        {
+            std::lock_guard lock(core_->wake_mutex);
+            core_->wake_target = transport_.get();
+        }
+        thread_ = std::thread([this] { run(); });
+    }
+
+    /// A bridge to the broker a URL names (the adapter's header must be included; see registry.hpp).
+    static result<std::unique_ptr<broker_bridge>> connect(event_bus& bus, std::string_view url, bridge_options options = {}) {
+        auto t = make_transport(url);
+        if (!t) return unexpected(t.error());
+        return std::make_unique<broker_bridge>(bus, std::move(*t), std::move(options));
+    }
+
+    ~broker_bridge() { stop(std::chrono::milliseconds(500)); }
+    broker_bridge(const broker_bridge&) = delete;
+    broker_bridge& operator=(const broker_bridge&) = delete;
+
+    /// What the broker does natively.
+    const capabilities& caps() const noexcept { return caps_; }
+
+    /// Sends every event matching `pattern` (courier's `*`/`#` dialect) from the local bus to the
+    /// broker, to `options.topic` (or the transport's default topic, or the event type).
+    /// Errors: errc::invalid_pattern for a malformed pattern; "[courier.bridge.capability.*]"
+    /// for a route the broker cannot carry (see check_forward); "[courier.bridge.stopped]".
+    result<void> forward(std::string_view pattern, forward_options options = {}) {
+        if (auto ok = check_forward(caps_, pattern, options); !ok) return ok;
+        std::lock_guard lock(mutex_);
+        if (stopped_) return unexpected(errc::closed, "[courier.bridge.stopped] bridge '" + core_->options.name + "' is stopped");
+        std::string topic = !options.topic.empty() ? options.topic : default_topic_;
+        subscription_options so;
+        so.name = "bridge:" + core_->options.name + ":forward:" + std::string(pattern) + "#" + std::to_string(forwards_.size());
+        so.mode = delivery_mode::inline_call;  // in publish order, so per-key order survives the hop
+        so.guarantee = delivery_guarantee::at_most_once;
+        auto sub = bus_.try_subscribe(
+            pattern,
+            [core = core_, topic = std::move(topic), max = caps_.max_message_bytes](const message_context& ctx) {
+                const auto& in = detail::ingesting();
+                if (in.core == core.get() && in.event_id == ctx.event_id()) return;  // just ingested: not back
+                envelope env = ctx.to_envelope();
+                wire_message w = detail::to_wire(env, topic.empty() ? env.event_type : topic);
+                if (max && w.payload.size() > max) {
+                    core->dead_letter_out(w, dead_letter_reason::non_retryable,
+                                          "[courier.bridge.too_large] the envelope is " + std::to_string(w.payload.size()) +
+                                              " bytes, above the broker's limit of " + std::to_string(max));
+                    return;
+                }
+                enqueue(*core, std::move(w));
+            },
+            std::move(so));
+        if (!sub) return unexpected(sub.error());
+        forwards_.push_back(std::move(*sub));
+        return {};
+    }
+
+    /// Publishes on the local bus what the broker delivers for `spec` (the topic in courier's
+    /// dialect; mapped to the broker's). The subscription is made by the I/O thread (and made
+    /// again after each reconnect); `wait_until_ready` waits for it.
+    /// Errors: "[courier.bridge.capability.*]" (see check_ingest), "[courier.bridge.stopped]".
+    result<void> ingest(ingest_spec spec, ingest_options options = {}) {
+        auto topic = check_ingest(caps_, spec, options);
+        if (!topic) return unexpected(topic.error());
+        spec.topic = std::move(*topic);
+        if (spec.consumer.empty()) spec.consumer = core_->options.name;
+        {
+            std::lock_guard lock(mutex_);
+            if (stopped_) return unexpected(errc::closed, "[courier.bridge.stopped] bridge '" + core_->options.name + "' is stopped");
+            routes_.push_back(std::make_unique<route_state>(route_state{std::move(spec), false}));
+            ++routes_added_;
+        }
+        core_->kick();
+        return {};
+    }
+
+    /// Waits until the broker is connected and every ingest route is subscribed.
+    bool wait_until_ready(duration timeout) const {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+        for (;;) {
+            if (core_->connected.load(std::memory_order_acquire) &&
+                subscribed_.load(std::memory_order_acquire) == routes_added_snapshot())
+                return true;
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+
+    /// Waits until the outbox is empty: everything forwarded so far is confirmed (or dead-lettered).
+    bool flush(duration timeout) const {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+        for (;;) {
+            if (core_->outbox.size_approx() == 0 && core_->in_flight.load(std::memory_order_acquire) == 0) return true;
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            core_->kick();
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+    }
+
+    bridge_stats stats() const {
+        bridge_stats s;
+        s.forwarded = core_->forwarded.load(std::memory_order_relaxed);
+        s.confirmed = core_->confirmed.load(std::memory_order_relaxed);
+        s.in_flight = core_->in_flight.load(std::memory_order_relaxed);
+        s.outbox_depth = core_->outbox.size_approx() + s.in_flight;
+        s.dropped = core_->dropped.load(std::memory_order_relaxed);
+        s.publish_errors = core_->publish_errors.load(std::memory_order_relaxed);
+        s.reconnects = core_->reconnects.load(std::memory_order_relaxed);
+        s.ingested = core_->ingested.load(std::memory_order_relaxed);
+        s.duplicates = core_->duplicates.load(std::memory_order_relaxed);
+        s.dead_lettered = core_->dead_lettered.load(std::memory_order_relaxed);
+        s.acked = core_->acked.load(std::memory_order_relaxed);
+        s.connected = core_->connected.load(std::memory_order_relaxed);
+        return s;
+    }
+
+    /// The last connection error (empty while all is well), for logs.
+    std::string last_error() const {
+        std::lock_guard lock(mutex_);
+        return last_error_;
+    }
+
+    /// Stops: no more forwards, up to `drain` for the outbox to be confirmed, then the I/O thread
+    /// ends and the connection closes. What the outbox still holds is dead-lettered (reason
+    /// shutdown); inbound messages not yet settled stay unacked, so the broker redelivers them.
+    /// Idempotent; the destructor calls it.
+    void stop(duration drain = std::chrono::seconds(2)) {
+        std::vector<subscription> forwards;
+        {
+            std::lock_guard lock(mutex_);
+            if (stopped_) return;
+            stopped_ = true;
+            forwards.swap(forwards_);
+        }
+        forwards.clear();  // unsubscribes: waits for forward handlers running now
+        (void)flush(drain);
+        stopping_.store(true, std::memory_order_release);
+        {
+            std::lock_guard lock(stop_mutex_);
+            stop_cv_.notify_all();
+        }
+        core_->kick();
+        {
+            std::lock_guard lock(core_->wake_mutex);
+            if (core_->wake_target) core_->wake_target->wake();
+        }
+        if (thread_.joinable()) thread_.join();
+        {
+            std::lock_guard lock(core_->wake_mutex);
+            core_->wake_target = nullptr;
+        }
+        {
+            std::lock_guard lock(core_->settle_mutex);
+            core_->accepting_settles = false;
+            core_->settled.clear();
+        }
+        transport_->close();
+        core_->connected.store(false, std::memory_order_release);
+        // Hand back what could not be confirmed.
+        for (auto& [seq, item] : in_flight_)
+            core_->dead_letter_out(item.msg, dead_letter_reason::shutdown,
+                                   "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before the broker confirmed it");
+        in_flight_.clear();
+        core_->in_flight.store(0, std::memory_order_release);
+        core_->outbox.close();
+        wire_message w;
+        while (core_->outbox.try_pop(w) == queue_status::ok)
+            core_->dead_letter_out(w, dead_letter_reason::shutdown,
+                                   "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before sending it");
+    }
+
+private:
+    struct route_state {
+        ingest_spec spec;
+        bool subscribed = false;
+    };
+    struct in_flight_item {
+        wire_message msg;
+        std::uint32_t attempts = 0;
+        bool sent = false;  // handed to the transport on the current connection
+    };
+
+    std::size_t routes_added_snapshot() const {
+        std::lock_guard lock(mutex_);
+        return routes_added_;
+    }
+
+    static void enqueue(detail::bridge_core& core, wire_message w) {
+        queue_status st;
+        switch (core.options.outbox_overflow) {
+        case overflow_policy::block:
+            st = core.outbox.push_for(std::move(w), std::chrono::duration_cast<std::chrono::nanoseconds>(core.options.block_timeout));
+            break;
+        default: st = core.outbox.try_push(std::move(w)); break;
+        }
+        if (st == queue_status::ok) {
+            core.forwarded.fetch_add(1, std::memory_order_relaxed);
+            core.kick();
+            return;
+        }
+        if (st == queue_status::dropped) {
+            // drop_newest: on_drop counted and dead-lettered it.
+            return;
+        }
+        core.dropped.fetch_add(1, std::memory_order_relaxed);
+        core.dead_letter_out(w, st == queue_status::closed ? dead_letter_reason::shutdown : dead_letter_reason::overflow,
+                             st == queue_status::closed
+                                 ? "[courier.bridge.stopped] bridge '" + core.options.name + "' is stopped"
+                                 : "[courier.bridge.outbox_full] the outbox of bridge '" + core.options.name + "' was full (" +
+                                       std::string(to_string(core.options.outbox_overflow)) + ")");
+    }
+
+    // ------------------------------------------------------------------ the I/O thread
+
+    void run() {
+        std::uint32_t failures = 0;
+        bool ever_connected = false;
+        std::vector<inbound_message> inbound;
+        while (!stopping_.load(std::memory_order_acquire)) {
+            if (!transport_->connected()) {
+                core_->connected.store(false, std::memory_order_release);
+                if (failures > 0) {
+                    std::unique_lock lock(stop_mutex_);
+                    stop_cv_.wait_for(lock, core_->options.reconnect.delay_after(failures),
+                                      [&] { return stopping_.load(std::memory_order_acquire); });
+                    if (stopping_.load(std::memory_order_acquire)) break;
+                }
+                auto r = transport_->connect(core_->options.connect_timeout);
+                if (!r) {
+                    ++failures;
+                    note_error(r.error());
+                    continue;
+                }
+                if (ever_connected) core_->reconnects.fetch_add(1, std::memory_order_relaxed);
+                ever_connected = true;
+                failures = 0;
+                for (auto& [seq, item] : in_flight_) item.sent = false;  // re-published below, in order
+                unsent_ = in_flight_.size();
+                {
+                    std::lock_guard lock(mutex_);
+                    last_error_.clear();
+                }
+                core_->connected.store(true, std::memory_order_release);
+            }
+            if (!subscribe_routes() || !send_outbound() || !send_acks()) {
+                failures = 1;
+                continue;
+            }
+            // Park in poll unless work is waiting (the publishers' kick pairs with this store).
+            core_->sleeping.store(true, std::memory_order_seq_cst);
+            const bool busy = has_outbound_work() || has_settled() || stopping_.load(std::memory_order_acquire);
+            inbound.clear();
+            auto r = transport_->poll(
+                busy ? duration::zero() : core_->options.poll_interval, core_->options.poll_batch,
+                [this](publish_confirm c) { on_confirm(std::move(c)); },
+                [&inbound](inbound_message m) { inbound.push_back(std::move(m)); });
+            core_->sleeping.store(false, std::memory_order_relaxed);
+            // Deliveries are handled after poll returns, so acks never re-enter the transport.
+            for (auto& m : inbound) on_message(std::move(m));
+            if (!r) {
+                lost(r.error());
+                failures = 1;
+            }
+        }
+        // Last acks for what settled before the stop (best effort: unacked ones come back).
+        if (transport_->connected()) (void)send_acks();
+    }
+
+    void note_error(const error& e) {
+        std::lock_guard lock(mutex_);
+        last_error_ = e.message;
+    }
+
+    void lost(const error& e) {
+        note_error(e);
+        transport_->close();
+        core_->connected.store(false, std::memory_order_release);
+        std::lock_guard lock(mutex_);
+        for (auto& r : routes_) r->subscribed = false;
+        subscribed_.store(0, std::memory_order_release);
+    }
+
+    bool subscribe_routes() {
+        std::vector<route_state*> todo;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& r : routes_)
+                if (!r->subscribed) todo.push_back(r.get());
+        }
+        for (auto* r : todo) {
+            auto ok = transport_->subscribe(r->spec);
+            if (!ok) {
+                lost(ok.error());
+                return false;
+            }
+            std::lock_guard lock(mutex_);
+            r->subscribed = true;
+            subscribed_.fetch_add(1, std::memory_order_acq_rel);
+        }
+        return true;
+    }
+
+    bool has_outbound_work() const {
+        if (in_flight_.size() < core_->options.max_in_flight && core_->outbox.size_approx() != 0) return true;
+        return unsent_ != 0;
+    }
+    bool has_settled() {
+        std::lock_guard lock(core_->settle_mutex);
+        return !core_->settled.empty();
+    }
+
+    // Sends what waits: first the in-flight messages not sent on this connection (in sequence
+    // order: a reconnect re-publishes them before anything newer), then new ones from the outbox.
+    bool send_outbound() {
+        for (auto it = in_flight_.begin(); unsent_ != 0 && it != in_flight_.end();) {
+            if (it->second.sent) {
+                ++it;
+                continue;
+            }
+            if (!publish(it)) return false;
+            it = in_flight_.upper_bound(it->first);
+        }
+        wire_message w;
+        while (in_flight_.size() < core_->options.max_in_flight && core_->outbox.try_pop(w) == queue_status::ok) {
+            auto it = in_flight_.emplace_hint(in_flight_.end(), ++sequence_, in_flight_item{std::move(w), 0, false});
+            ++unsent_;
+            core_->in_flight.store(in_flight_.size(), std::memory_order_release);
+            if (!publish(it)) return false;
+        }
+        return true;
+    }
+
+    // Publishes one in-flight message; false when the connection is lost (it stays in flight).
+    bool publish(std::map<std::uint64_t, in_flight_item>::iterator it) {
+        auto r = transport_->publish(it->first, it->second.msg);
+        if (r) {
+            it->second.sent = true;
+            --unsent_;
+            return true;
+        }
+        if (r.error() == errc::limit_exceeded || r.error() == errc::invalid_argument) {
+            // The broker will never take this one: hand it to the dead letters, keep going.
+            core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
+            core_->dead_letter_out(it->second.msg, dead_letter_reason::non_retryable, r.error().message);
+            --unsent_;
+            in_flight_.erase(it);
+            core_->in_flight.store(in_flight_.size(), std::memory_order_release);
+            return true;
+        }
+        lost(r.error());
+        return false;
+    }
+
+    void on_confirm(publish_confirm c) {
+        auto it = in_flight_.find(c.sequence);
+        if (it == in_flight_.end()) return;  // a late confirm of a message confirmed already
+        if (c.outcome) {
+            if (!it->second.sent) --unsent_;
+            in_flight_.erase(it);
+            core_->in_flight.store(in_flight_.size(), std::memory_order_release);
+            core_->confirmed.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
+        if (++it->second.attempts >= core_->options.max_publish_attempts) {
+            if (!it->second.sent) --unsent_;
+            core_->dead_letter_out(it->second.msg, dead_letter_reason::non_retryable,
+                                   "[courier.bridge.publish_refused] the broker refused it " +
+                                       std::to_string(it->second.attempts) + " times; last: " + c.outcome.error().message);
+            in_flight_.erase(it);
+            core_->in_flight.store(in_flight_.size(), std::memory_order_release);
+            return;
+        }
+        if (it->second.sent) ++unsent_;
+        it->second.sent = false;  // sent again by the next send_outbound
+    }
+
+    std::size_t route_of(const inbound_message& m) {
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < routes_.size(); ++i)
+            if (routes_[i]->spec.topic == m.message.topic) return i;
+        for (std::size_t i = 0; i < routes_.size(); ++i)
+            if (detail::has_wildcard(routes_[i]->spec.topic)) return i;
+        return 0;
+    }
+
+    const ingest_spec& spec_of(std::size_t route) {
+        std::lock_guard lock(mutex_);
+        return routes_[route]->spec;  // routes are never removed: the reference stays valid
+    }
+
+    void on_message(inbound_message m) {
+        const std::size_t route = route_of(m);
+        const ingest_spec& spec = spec_of(route);
+        auto env = detail::from_wire(m.message, core_->options.limits);
+        if (!env) {
+            dead_letter_in(m, spec, env.error().message);
+            core_->settle(route, std::move(m.tag));
+            return;
+        }
+        const std::string id = env->event_id.to_string();
+        if (!dedup_.insert(id)) {
+            core_->duplicates.fetch_add(1, std::memory_order_relaxed);
+            if (auto it = in_progress_.find(id); it != in_progress_.end()) {
+                // The first copy is still with the local handlers: ack this one with it, so a
+                // crash before they finish still leaves the message with the broker.
+                it->second.push_back(detail::settled_delivery{route, std::move(m.tag), {}});
+                return;
+            }
+            core_->settle(route, std::move(m.tag));
+            return;
+        }
+        in_progress_.emplace(id, std::vector<detail::settled_delivery>{});
+        const detail::ingesting_event previous = std::exchange(detail::ingesting(), detail::ingesting_event{core_.get(), env->event_id});
+        result<publish_result> r = bus_.publish(std::move(*env), [core = core_, route, tag = m.tag, id]() mutable {
+            core->settle(route, std::move(tag), std::move(id));
+        });
+        detail::ingesting() = previous;
+        if (!r) {
+            // Bytes that decode but do not make a bus event (a bad name, a version mismatch).
+            in_progress_.erase(id);
+            dead_letter_in(m, spec, r.error().message);
+            core_->settle(route, std::move(m.tag));
+            return;
+        }
+        if (r->closed) {
+            // The local bus is shut down: give the message back for another consumer.
+            in_progress_.erase(id);
+            dedup_.erase(id);
+            (void)transport_->nack(spec, m.tag, true);
+            return;
+        }
+        core_->ingested.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    void dead_letter_in(const inbound_message& m, const ingest_spec& spec, std::string reason) {
+        bus_.dead_letters().add(detail::undecodable_record(m, caps_.broker, "bridge:" + core_->options.name + ":ingest:" + spec.topic,
+                                                           std::move(reason), bus_.clock().now()));
+        core_->dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    bool send_acks() {
+        std::vector<detail::settled_delivery> batch;
+        {
+            std::lock_guard lock(core_->settle_mutex);
+            batch.swap(core_->settled);
+        }
+        // A settled event also settles the copies that arrived while it was being handled.
+        const std::size_t direct = batch.size();
+        for (std::size_t i = 0; i < direct; ++i) {
+            if (batch[i].event_id.empty()) continue;
+            auto it = in_progress_.find(batch[i].event_id);
+            if (it == in_progress_.end()) continue;
+            for (auto& d : it->second) batch.push_back(std::move(d));
+            in_progress_.erase(it);
+        }
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            auto r = transport_->ack(spec_of(batch[i].route), batch[i].tag);
+            if (!r) {
+                // Not acked: the broker redelivers these, and dedup drops the copies we handled.
+                lost(r.error());
+                return false;
+            }
+            core_->acked.fetch_add(1, std::memory_order_relaxed);
+        }
+        return true;
+    }
+
+    event_bus& bus_;
+    std::unique_ptr<transport> transport_;
+    const capabilities caps_;
+    const std::string default_topic_;
+    std::shared_ptr<detail::bridge_core> core_;
+
+    mutable std::mutex mutex_;
+    std::vector<subscription> forwards_;                  // guarded by mutex_
+    std::vector<std::unique_ptr<route_state>> routes_;   // guarded by mutex_, append only
+    std::size_t routes_added_ = 0;                        // guarded by mutex_
+    std::atomic<std::size_t> subscribed_{0};
+    std::string last_error_;                              // guarded by mutex_
+    bool stopped_ = false;                                // guarded by mutex_
+
+    // The I/O thread's own.
+    std::map<std::uint64_t, in_flight_item> in_flight_;
+    std::uint64_t sequence_ = 0;
+    std::size_t unsent_ = 0;  // in-flight messages not sent on the current connection
+    detail::dedup_window dedup_;
+    // Ingested events the local handlers have not finished, with the duplicates that arrived meanwhile.
+    std::unordered_map<std::string, std::vector<detail::settled_delivery>> in_progress_;
+
+    std::atomic<bool> stopping_{false};
+    std::mutex stop_mutex_;
+    std::condition_variable stop_cv_;
+    std::thread thread_;
+};
+
+}  // namespace bridge
+COURIER_END_NAMESPACE

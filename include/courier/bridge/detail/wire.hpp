@@ -1,0 +1,164 @@
+// Envelope <-> wire_message for the bridge, and the dead-letter records a bridge writes:
+// outbound messages it could not send, inbound bytes it could not decode (kept exactly, as
+// base64, with the text too when it is UTF-8).
+#pragma once
+
+#include <courier/bridge/transport.hpp>
+#include <courier/bus/dead_letter_store.hpp>
+#include <courier/core/clock.hpp>
+#include <courier/core/config.hpp>
+#include <courier/core/uuid.hpp>
+#include <courier/event/envelope.hpp>
+#include <courier/event/envelope_codec.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+COURIER_BEGIN_NAMESPACE
+namespace bridge::detail {
+
+inline constexpr std::string_view header_event_id = "courier-event-id";
+inline constexpr std::string_view header_event_type = "courier-event-type";
+inline constexpr std::string_view header_key = "courier-key";
+/// The event type of the envelope a bridge dead-letters undecodable input under.
+inline constexpr std::string_view undecodable_event_type = "courier.bridge.undecodable.v1";
+
+inline bool valid_utf8(std::string_view s) noexcept {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t n = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + n >= s.size()) return false;
+        for (std::size_t k = 1; k <= n; ++k) {
+            const auto d = static_cast<unsigned char>(s[i + k]);
+            if ((d & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (d & 0x3F);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += n + 1;
+    }
+    return true;
+}
+
+inline std::string base64(std::string_view in) {
+    static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((in.size() + 2) / 3 * 4);
+    std::size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+        const std::uint32_t v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
+                                static_cast<unsigned char>(in[i + 2]);
+        out += table[(v >> 18) & 63];
+        out += table[(v >> 12) & 63];
+        out += table[(v >> 6) & 63];
+        out += table[v & 63];
+    }
+    if (i < in.size()) {
+        std::uint32_t v = static_cast<unsigned char>(in[i]) << 16;
+        if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
+        out += table[(v >> 18) & 63];
+        out += table[(v >> 12) & 63];
+        out += i + 1 < in.size() ? table[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+/// The wire form of an envelope: JSON payload plus id/type/key headers.
+inline wire_message to_wire(const envelope& e, std::string topic) {
+    wire_message w;
+    w.topic = std::move(topic);
+    if (auto k = e.headers.find(std::string(header_key)); k != e.headers.end()) w.key = k->second;
+    w.event_id = e.event_id.to_string();
+    w.event_type = e.event_type;
+    w.payload = encode(e);
+    w.headers.emplace_back(header_event_id, w.event_id);
+    w.headers.emplace_back(header_event_type, w.event_type);
+    if (!w.key.empty()) w.headers.emplace_back(header_key, w.key);
+    return w;
+}
+
+/// The envelope inside a wire message (the key from the wire when the payload lacks it).
+inline result<envelope> from_wire(const wire_message& w, const decode_limits& limits) {
+    auto e = decode(w.payload, limits);
+    if (!e) return e;
+    if (!w.key.empty() && !e->headers.count(std::string(header_key))) e->headers[std::string(header_key)] = w.key;
+    return e;
+}
+
+/// A dead-letter record for bytes that could not become an envelope (or a bus event).
+inline dead_letter undecodable_record(const inbound_message& m, std::string_view broker, std::string subscription,
+                                      std::string reason, time_point now) {
+    envelope raw;
+    raw.event_type = std::string(undecodable_event_type);
+    raw.event_id = make_uuid_v7(now);
+    raw.timestamp = truncate_to_wire_precision(now);
+    raw.version = 1;
+    nlohmann::json data = nlohmann::json::object();
+    data["broker"] = std::string(broker);
+    data["topic"] = valid_utf8(m.message.topic) ? m.message.topic : base64(m.message.topic);
+    data["key"] = valid_utf8(m.message.key) ? m.message.key : base64(m.message.key);
+    data["event_id"] = valid_utf8(m.message.event_id) ? m.message.event_id : base64(m.message.event_id);
+    data["event_type"] = valid_utf8(m.message.event_type) ? m.message.event_type : base64(m.message.event_type);
+    data["delivery_id"] = valid_utf8(m.tag.id) ? m.tag.id : base64(m.tag.id);
+    data["delivery_count"] = m.delivery_count;
+    data["raw_base64"] = base64(m.message.payload);  // the exact bytes
+    if (valid_utf8(m.message.payload)) data["raw"] = m.message.payload;
+    data["reason"] = valid_utf8(reason) ? reason : base64(reason);
+    raw.data = std::move(data);
+    raw.metadata.producer = "courier.bridge";
+    dead_letter d;
+    d.message = std::move(raw);
+    d.subscription = std::move(subscription);
+    d.reason = dead_letter_reason::undecodable;
+    d.attempts = 1;
+    d.first_failure = d.last_failure = now;
+    d.errors.push_back(attempt_error{1, now, std::move(reason)});
+    return d;
+}
+
+/// A dead-letter record for an outbound message the bridge could not send.
+inline dead_letter outbound_record(const wire_message& w, dead_letter_reason why, std::string subscription,
+                                   std::string reason, time_point now) {
+    dead_letter d;
+    if (auto e = decode(w.payload, decode_limits{.max_bytes = w.payload.size() + 1, .max_depth = 1024, .max_headers = 4096})) {
+        d.message = std::move(*e);
+    } else {
+        inbound_message as_in;
+        as_in.message = w;
+        d = undecodable_record(as_in, "outbox", subscription, reason, now);
+    }
+    d.subscription = std::move(subscription);
+    d.reason = why;
+    d.attempts = 0;
+    d.first_failure = d.last_failure = now;
+    d.errors.clear();
+    d.errors.push_back(attempt_error{0, now, std::move(reason)});
+    return d;
+}
+
+}  // namespace bridge::detail
+COURIER_END_NAMESPACE
