@@ -5,6 +5,7 @@
 // the caller installed another handler (the replay test throws instead).
 #pragma once
 
+#include <courier/bridge/detail/wire.hpp>
 #include <courier/event/cloudevents.hpp>
 #include <courier/event/envelope_codec.hpp>
 #include <courier/event/event_name.hpp>
@@ -406,6 +407,74 @@ inline void check_saga_journal(std::string_view input) {
         COURIER_FUZZ_CHECK(loaded->back().op == courier::journal_op::completed, "the appended record comes last");
     }
     ::unlink(path.c_str());
+}
+
+// ---------------------------------------------------------------- bridge inbound decoding
+// What a broker delivers reaches the bridge as a wire_message; from_wire decodes it, and what
+// does not decode is dead-lettered by undecodable_record with the raw bytes. Input layout: byte
+// 0 = key length (mod 32), then the key, then the payload.
+inline std::string base64_decode(std::string_view in) {
+    auto val = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    std::string out;
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (char c : in) {
+        const int v = val(c);
+        if (v < 0) break;  // '=' padding ends the data
+        acc = (acc << 6) | static_cast<std::uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out += static_cast<char>((acc >> bits) & 0xFF);
+        }
+    }
+    return out;
+}
+
+inline void check_bridge_inbound(std::string_view input) {
+    courier::bridge::inbound_message m;
+    if (!input.empty()) {
+        const std::size_t klen = std::min<std::size_t>(static_cast<unsigned char>(input[0]) % 32, input.size() - 1);
+        m.message.key = std::string(input.substr(1, klen));
+        m.message.payload = std::string(input.substr(1 + klen));
+    }
+    m.message.topic = "orders";
+    m.message.event_id = m.message.key;  // brokers hand us arbitrary header bytes too
+    m.tag.id = m.message.payload.substr(0, 8);
+    for (const auto& limits : {courier::decode_limits{}, tight_limits()}) {
+        auto e = courier::bridge::detail::from_wire(m.message, limits);
+        if (!e) {
+            check_error_message(e.error(), "[courier.envelope.");
+            // Undecodable: the dead letter keeps the exact bytes and is itself valid JSON.
+            const auto d = courier::bridge::detail::undecodable_record(m, "fuzz", "bridge:fuzz", e.error().message,
+                                                                       courier::time_point{});
+            const std::string text = courier::encode(d.message);  // throws on invalid UTF-8
+            auto back = courier::decode(text, generous_limits());
+            COURIER_FUZZ_CHECK(back.has_value(), "the undecodable record does not decode: " + text);
+            COURIER_FUZZ_CHECK(base64_decode(back->data.at("raw_base64").get<std::string>()) == m.message.payload,
+                               "raw_base64 does not give back the payload");
+            COURIER_FUZZ_CHECK(!back->data.contains("raw") || back->data.at("raw").get<std::string>() == m.message.payload,
+                               "raw differs from the payload");
+            continue;
+        }
+        COURIER_FUZZ_CHECK(courier::event_name::is_valid(e->event_type), "decoded an invalid event_type");
+        if (!m.message.key.empty()) {
+            COURIER_FUZZ_CHECK(e->headers.count(std::string(courier::bridge::detail::header_key)) == 1,
+                               "the wire key was lost");
+        }
+        // What the bridge would forward again decodes to the same envelope.
+        const auto w = courier::bridge::detail::to_wire(*e, "orders");
+        auto again = courier::bridge::detail::from_wire(w, generous_limits());
+        COURIER_FUZZ_CHECK(again.has_value() && courier::encode(*again) == courier::encode(*e),
+                           "to_wire(from_wire(x)) does not round trip");
+    }
 }
 
 }  // namespace courier_fuzz

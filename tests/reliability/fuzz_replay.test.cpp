@@ -55,6 +55,7 @@ const std::map<std::string, check_fn>& harnesses() {
         {"envelope", &courier_fuzz::check_envelope},       {"cloudevent", &courier_fuzz::check_cloudevent},
         {"event_name", &courier_fuzz::check_event_name},   {"topic_pattern", &courier_fuzz::check_topic_pattern},
         {"pattern_match", &courier_fuzz::check_pattern_match}, {"saga_journal", &courier_fuzz::check_saga_journal},
+        {"bridge_inbound", &courier_fuzz::check_bridge_inbound},
     };
     return m;
 }

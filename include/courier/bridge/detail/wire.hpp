@@ -105,6 +105,10 @@ inline wire_message to_wire(const envelope& e, std::string topic) {
 inline result<envelope> from_wire(const wire_message& w, const decode_limits& limits) {
     auto e = decode(w.payload, limits);
     if (!e) return e;
+    // The key becomes an envelope header, and headers are JSON strings (found by
+    // fuzz/bridge_inbound.fuzz.cpp: a raw broker key that is not UTF-8 made encode() throw later).
+    if (!w.key.empty() && !valid_utf8(w.key))
+        return unexpected(errc::malformed_envelope, "[courier.envelope.bad_key] the message key is not valid UTF-8");
     if (!w.key.empty() && !e->headers.count(std::string(header_key))) e->headers[std::string(header_key)] = w.key;
     return e;
 }
