@@ -7,6 +7,7 @@
 // ways with RabbitMQ's own tools: `rabbitmqadmin` (management API) and a raw rabbitmq-c client.
 // Then the shared conformance suite, unchanged.
 #include "bridge/conformance.hpp"
+#include "bridge/services.hpp"
 
 #include <courier/bridge/amqp.hpp>
 #include <courier/bridge/broker_bridge.hpp>
@@ -45,7 +46,7 @@ namespace {
 
 std::string rabbitmq_script() {
     if (const char* s = std::getenv("COURIER_TEST_RABBITMQ_SCRIPT"); s != nullptr && *s != '\0') return s;
-    std::string here = __FILE__;  // .../tests/bridge/amqp.test.cpp
+    std::string here = courier_test::from_build_root(__FILE__);  // .../tests/bridge/amqp.test.cpp
     return here.substr(0, here.rfind("/tests/bridge/")) + "/scripts/services/rabbitmq.sh";
 }
 

@@ -6,6 +6,8 @@
 
 #include <courier/bridge/transport.hpp>
 
+#include "bridge/services.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -23,7 +25,7 @@ namespace nats_test {
 /// scripts/services/<name>.sh (as the fixture names it, else the one of this checkout).
 inline std::string service_script(const std::string& name) {
     if (const char* s = std::getenv("COURIER_TEST_NATS_SCRIPT"); name == "nats" && s != nullptr && *s != '\0') return s;
-    std::string here = __FILE__;  // .../tests/bridge/nats_server.hpp
+    std::string here = courier_test::from_build_root(__FILE__);  // .../tests/bridge/nats_server.hpp
     auto root = here.substr(0, here.rfind("/tests/bridge/"));
     return root + "/scripts/services/" + name + ".sh";
 }

@@ -11,7 +11,22 @@
 #include <stdexcept>
 #include <string>
 
+#include <unistd.h>
+
 namespace courier_test {
+
+/// `path` as an absolute path. Paths compiled into the tests (the defines below, __FILE__) are
+/// absolute, except when ccache's base_dir rewrote them relative to the compiler's working
+/// directory: Ninja's, the top build folder, one level above this program (<build>/tests/).
+inline std::string from_build_root(std::string path) {
+    if (path.empty() || path.front() == '/') return path;
+    char exe[4096];
+    const auto n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return path;
+    std::string dir(exe, static_cast<std::size_t>(n));
+    dir.erase(dir.rfind('/'));
+    return dir + "/../" + path;
+}
 
 inline std::string service_env(const std::string& service, const char* what) {
     std::string name = "COURIER_TEST_" + service + "_" + what;
@@ -23,13 +38,13 @@ inline std::string service_env(const std::string& service, const char* what) {
 /// The state folder of the server CTest started for `service` ("redis", "nats", "rabbitmq").
 inline std::string service_state(const std::string& service) {
     auto v = service_env(service, "STATE");
-    return v.empty() ? std::string(COURIER_TEST_SERVICES_STATE_DIR) + "/" + service : v;
+    return v.empty() ? from_build_root(COURIER_TEST_SERVICES_STATE_DIR) + "/" + service : v;
 }
 
 /// The script that starts and stops `service` (start|stop|pause|resume <statedir> [port]).
 inline std::string service_script(const std::string& service) {
     auto v = service_env(service, "SCRIPT");
-    return v.empty() ? std::string(COURIER_TEST_SERVICES_SCRIPT_DIR) + "/" + service + ".sh" : v;
+    return v.empty() ? from_build_root(COURIER_TEST_SERVICES_SCRIPT_DIR) + "/" + service + ".sh" : v;
 }
 
 /// The port written by the script to <state>/port (0 if none: the server is not running).

@@ -134,6 +134,10 @@ public:
     bool deliver(message_base* m, std::uint32_t publisher = no_publisher) {
         if (!is_async()) return deliver_inline(*m, publisher);
         if (COURIER_UNLIKELY(!active())) {
+            if (core_->closed.load(std::memory_order_acquire)) {
+                discard_while_closing(m);  // shutdown: accepted and handed back, like the queued ones
+                return true;
+            }
             release(m);  // unsubscribed: the event is simply not for us any more
             return false;
         }
