@@ -13,6 +13,7 @@
 //                           a second stream, A's handler sees it; one round trip = A -> redis ->
 //                           B -> redis -> A, so the latency covers the hop both ways. Baseline
 //                           "hiredis": two threads doing XADD / XREADGROUP BLOCK the same way.
+#include "../harness/bridge_scenario.hpp"
 #include "../harness/queue_harness.hpp"
 
 #include <courier/bridge/broker_bridge.hpp>
@@ -270,7 +271,7 @@ run_result courier_roundtrip(const run_params& p) {
     const auto port = redis_port();
     const auto pings = fresh_stream("ping"), pongs = fresh_stream("pong");
     run_result r;
-    std::atomic<std::uint64_t> answered{0};
+    answer_latch answered;
     std::uint64_t seq = 0;
     {
         courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
@@ -284,16 +285,14 @@ run_result courier_roundtrip(const run_params& p) {
         inl.mode = courier::delivery_mode::inline_call;
         auto responder = rt_b.bus().subscribe<bridge_msg>([&](const bridge_msg& m) { rt_b.bus().publish(bridge_pong{m.seq}); }, inl);
         auto waiter = rt_a.bus().subscribe<bridge_pong>(
-            [&](const bridge_pong& m) { answered.store(m.seq + 1, std::memory_order_release); }, inl);
+            [&](const bridge_pong& m) { answered.post(m.seq); }, inl);
         if (!a.wait_until_ready(std::chrono::seconds(10)) || !b.wait_until_ready(std::chrono::seconds(10)))
             throw std::runtime_error("redis bridge not ready");
         const std::uint64_t start = now_ns();
         for (; seq < p.messages; ++seq) {
             const std::uint64_t t0 = now_ns();
             rt_a.bus().publish(bridge_msg{seq, t0});
-            const std::uint64_t deadline = t0 + 10'000'000'000ull;
-            while (answered.load(std::memory_order_acquire) != seq + 1 && now_ns() < deadline) cpu_pause();
-            if (answered.load() != seq + 1) {
+            if (!answered.wait(seq, std::chrono::seconds(10))) {
                 r.error = "no pong for ping " + std::to_string(seq);
                 break;
             }

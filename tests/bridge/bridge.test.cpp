@@ -170,23 +170,33 @@ TEST_CASE("broker_bridge refuses a route at forward/ingest time with the capabil
 }
 
 TEST_CASE("dedup window remembers a bounded number of ids and evicts the oldest", "[bridge][dedup]") {
+    const auto id = [](std::uint64_t n) { return courier::uuid::from_u64(0x0190000000007000ULL, n); };
+    const auto a = id(1), b = id(2), c = id(3), d = id(4);
     br::detail::dedup_window w(3);
-    CHECK(w.insert("a"));
-    CHECK(w.insert("b"));
-    CHECK(w.insert("c"));
-    CHECK_FALSE(w.insert("a"));
+    CHECK(w.insert(a));
+    CHECK(w.insert(b));
+    CHECK(w.insert(c));
+    CHECK_FALSE(w.insert(a));
     CHECK(w.size() == 3);
-    CHECK(w.insert("d"));  // evicts a
+    CHECK(w.insert(d));  // evicts a
     CHECK(w.size() == 3);
     CHECK(w.evicted() == 1);
-    CHECK_FALSE(w.contains("a"));
-    CHECK(w.insert("a"));  // beyond the window: not caught, as documented
-    CHECK_FALSE(w.insert("d"));
-    w.erase("d");
-    CHECK(w.insert("d"));
+    CHECK_FALSE(w.contains(a));
+    CHECK(w.insert(a));  // beyond the window: not caught, as documented
+    CHECK_FALSE(w.insert(d));
+    w.erase(d);
+    CHECK(w.size() == 2);
+    CHECK_FALSE(w.contains(d));
+    CHECK(w.insert(d));
+    CHECK(w.contains(c));
+    CHECK(w.contains(a));
+    CHECK(w.insert(id(5)));  // evicts c: the oldest left after the erase closed its gap
+    CHECK_FALSE(w.contains(c));
+    CHECK(w.contains(a));
+    CHECK(w.contains(d));
     br::detail::dedup_window off(0);
-    CHECK(off.insert("x"));
-    CHECK(off.insert("x"));
+    CHECK(off.insert(a));
+    CHECK(off.insert(a));
     CHECK(off.size() == 0);
 }
 

@@ -196,6 +196,42 @@ TEST_CASE("a request times out on the runtime clock, the reply after that is dro
     CHECK(m.pending == 0);
 }
 
+TEST_CASE("a late reply never reaches the request that reuses its slot, and that request gets its own reply",
+          "[rpc][timeout]") {
+    manual_fixture f;
+    std::vector<courier::reply_to<quote>> held;
+    auto slow = f.rpc.respond<get_quote, quote>(
+        [&](const get_quote&, courier::reply_to<quote> reply) { held.push_back(std::move(reply)); });
+    std::vector<courier::result<quote>> first, second;
+    f.rpc.request<quote>(get_quote{"sku-1"}, 1s, [&](courier::result<quote> r) { first.push_back(std::move(r)); });
+    f.rt.poll();
+    f.rt.advance(1s);
+    REQUIRE(first.size() == 1);
+    CHECK(first[0].error().code == courier::errc::timeout);
+    // The next request from this thread takes the slot the first one left (a new generation).
+    f.rpc.request<quote>(get_quote{"sku-2"}, 1s, [&](courier::result<quote> r) { second.push_back(std::move(r)); });
+    f.rt.poll();
+    REQUIRE(held.size() == 2);
+    CHECK(f.rpc.metrics().pending == 1);
+    CHECK(held[0].send(quote{"sku-1", 1, "late"}));  // for the first request: late, not for the second
+    f.rt.poll();
+    CHECK(second.empty());
+    CHECK(f.rpc.metrics().late_replies == 1);
+    CHECK(f.rpc.metrics().pending == 1);
+    CHECK(held[1].send(quote{"sku-2", 2, "on time"}));
+    f.rt.poll();
+    REQUIRE(second.size() == 1);
+    REQUIRE(second[0].has_value());
+    CHECK(second[0]->sku == "sku-2");
+    CHECK(second[0]->by == "on time");
+    CHECK(first.size() == 1);
+    auto m = f.rpc.metrics();
+    CHECK(m.replies == 1);
+    CHECK(m.late_replies == 1);
+    CHECK(m.timeouts == 1);
+    CHECK(m.pending == 0);
+}
+
 TEST_CASE("many pending requests with different timeouts each end at their own deadline", "[rpc][timeout]") {
     manual_fixture f;
     std::vector<courier::reply_to<doubled>> held;

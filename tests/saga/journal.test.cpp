@@ -349,3 +349,182 @@ TEST_CASE("a saga killed with SIGKILL in another process is recovered from its f
     std::remove(path.c_str());
 }
 #endif
+
+TEST_CASE("the file journal's direct encoder writes exactly what the JSON tree would", "[saga][journal]") {
+    courier::journal_record r;
+    r.saga_id = courier::uuid::parse("01890a5d-ac96-774b-bcce-b302099a8057").value();
+    r.seq = 12;
+    r.op = courier::journal_op::started;
+    r.at = courier::time_point(std::chrono::nanoseconds(1735689600123456789));
+    auto same = [](const courier::journal_record& rec) {
+        const auto line = courier::file_journal::encode(rec);
+        const auto json = courier::detail::record_to_json(rec).dump();
+        char crc[9];
+        std::snprintf(crc, sizeof crc, "%08x", courier::detail::crc32(json));
+        CHECK(line == "{\"crc\":\"" + std::string(crc) + "\",\"rec\":" + json + "}\n");
+        auto back = courier::detail::record_from_json(nlohmann::json::parse(json));
+        REQUIRE(back);
+        CHECK(courier::file_journal::encode(*back) == line);
+    };
+    same(r);  // the fewest fields
+    r.definition = "test.trip.booking.v1";
+    r.correlation_id = "order-7";
+    r.context_json = {{"booked", {"flight", "h\u00f4tel"}}, {"n", -3}};
+    same(r);
+    r.op = courier::journal_op::step_failed;
+    r.step = "hotel \"grand\"\n";  // needs escaping
+    r.kind = courier::attempt_kind::compensation;
+    r.attempt = 4294967295u;
+    r.error = "no rooms: caf\u00e9 \\ tab\t";
+    r.due = courier::time_point(std::chrono::nanoseconds(-5));  // before the epoch
+    same(r);
+    r.op = courier::journal_op::signal_received;
+    r.kind = courier::attempt_kind::signal;
+    r.signal = "trip.confirmed";
+    r.payload = {{"by", "alice"}, {"ok", true}, {"x", 1.5}};
+    same(r);
+    r.payload = nullptr;  // a signal without payload still writes "payload":null
+    same(r);
+    // Bytes that are not UTF-8 (an exception's what() may carry any) become U+FFFD instead of
+    // throwing out of the journal; the line reads back.
+    r.error = std::string("disk \xff full");
+    const auto line = courier::file_journal::encode(r);
+    const auto rec = line.substr(line.find("\"rec\":") + 6, line.size() - line.find("\"rec\":") - 8);
+    auto back = courier::detail::record_from_json(nlohmann::json::parse(rec));
+    REQUIRE(back);
+    CHECK(back->error == "disk \xef\xbf\xbd full");
+}
+
+TEST_CASE("the CRC-32 of the file journal reads eight bytes a step and agrees with the byte-wise one", "[saga][journal]") {
+    constexpr std::string_view text = "{\"at\":1735689600000000000,\"op\":\"started\",\"saga\":\"01890a5d-ac96\"}";
+    constexpr auto at_compile_time = courier::detail::crc32(text);  // the byte-wise loop
+    const std::string copy(text);
+    CHECK(courier::detail::crc32(copy) == at_compile_time);
+    for (std::size_t n = 0; n <= copy.size(); ++n) {  // every tail length around the 8-byte steps
+        std::uint32_t c = 0xFFFFFFFFu;
+        for (unsigned char ch : copy.substr(0, n)) c = courier::detail::crc32_table[(c ^ ch) & 0xFFu] ^ (c >> 8);
+        CHECK(courier::detail::crc32(std::string_view(copy).substr(0, n)) == (c ^ 0xFFFFFFFFu));
+    }
+    CHECK(courier::detail::crc32(std::string("123456789")) == 0xCBF43926u);
+}
+
+TEST_CASE("the memory journal gives back every field, reuses finished sagas' lists, and keeps finished ones on request", "[saga][journal]") {
+    courier::memory_journal j;
+    auto id = [](std::uint64_t n) { return courier::uuid::from_u64(n, n); };
+    courier::journal_record r;
+    r.saga_id = id(1);
+    r.seq = 1;
+    r.op = courier::journal_op::started;
+    r.at = courier::time_point(std::chrono::seconds(5));
+    r.definition = "test.trip.booking.v1";
+    r.correlation_id = "corr-1";
+    r.context_json = {{"booked", nlohmann::json::array()}};
+    REQUIRE(j.append(r));
+    courier::journal_record s;
+    s.saga_id = id(1);
+    s.seq = 2;
+    s.op = courier::journal_op::signal_received;
+    s.step = "confirm";
+    s.kind = courier::attempt_kind::signal;
+    s.attempt = 1;
+    s.signal = "trip.confirmed";
+    s.payload = {{"by", "bob"}};
+    s.error = "late";
+    s.due = r.at + 3s;
+    REQUIRE(j.append(s));
+    auto back = j.load().value();
+    REQUIRE(back.size() == 2);
+    CHECK(back[0].definition == r.definition);
+    CHECK(back[0].correlation_id == "corr-1");
+    CHECK(back[0].context_json == r.context_json);
+    CHECK(back[0].at == r.at);
+    CHECK(back[1].step == "confirm");
+    CHECK(back[1].kind == courier::attempt_kind::signal);
+    CHECK(back[1].attempt == 1);
+    CHECK(back[1].signal == "trip.confirmed");
+    CHECK(back[1].payload == s.payload);
+    CHECK(back[1].error == "late");
+    CHECK(back[1].due == s.due);
+    CHECK(back[1].saga_id == id(1));
+    // Many sagas start and finish: the lists are reused, nothing of a finished saga remains,
+    // and records of interleaved sagas stay with their own saga.
+    for (std::uint64_t n = 2; n < 2 + 3 * courier::memory_journal::spare_lists; ++n) {
+        courier::journal_record a;
+        a.saga_id = id(n);
+        a.op = courier::journal_op::started;
+        a.seq = 1;
+        a.definition = n % 2 ? "test.odd.v1" : "test.even.v1";
+        REQUIRE(j.append(a));
+        a.op = courier::journal_op::step_started;
+        a.seq = 2;
+        a.definition.clear();
+        a.step = "s" + std::to_string(n);
+        REQUIRE(j.append(a));
+        if (n % 3 != 0) {  // two of three finish
+            a.op = courier::journal_op::completed;
+            a.seq = 3;
+            a.step.clear();
+            REQUIRE(j.append(a));
+        }
+    }
+    back = j.load().value();
+    std::size_t live = 0;
+    for (auto& rec : back) {
+        if (rec.saga_id == id(1)) continue;
+        const auto n = rec.saga_id.high();
+        CHECK(n % 3 == 0);
+        if (rec.seq == 1) {
+            ++live;
+            CHECK(rec.definition == (n % 2 ? "test.odd.v1" : "test.even.v1"));
+            CHECK(rec.step.empty());
+        } else {
+            CHECK(rec.step == "s" + std::to_string(n));
+            CHECK(rec.definition.empty());
+        }
+    }
+    CHECK(live == j.sagas() - 1);
+    CHECK(back.size() == 2 + 2 * live);
+
+    courier::memory_journal keep(true);
+    r.saga_id = id(9);
+    REQUIRE(keep.append(r));
+    r.op = courier::journal_op::completed;
+    r.seq = 2;
+    REQUIRE(keep.append(r));
+    CHECK(keep.load()->size() == 2);
+    CHECK(keep.sagas() == 1);
+}
+
+TEST_CASE("a saga's correlation id survives recovery, and the saga id stands in when none was given", "[saga][recovery]") {
+    courier::memory_journal journal;
+    courier::manual_clock clk;
+    courier::saga_definition<trip> def{"test.trip.corr.v1"};
+    def.wait_for_signal("confirm", "trip.confirmed", 1h).step("done", [](trip&) {});
+    courier::uuid given, implicit;
+    {
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &journal});
+        given = sagas.start(def, trip{}, {.correlation_id = "order-42"}).value();
+        implicit = sagas.start(def, trip{}).value();
+        rt.poll();
+        CHECK(sagas.query(given)->correlation_id == "order-42");
+        CHECK(sagas.query(implicit)->correlation_id == implicit.to_string());
+    }
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    REQUIRE(sagas.add(def));
+    REQUIRE(sagas.recover()->resumed == 2);
+    std::vector<std::pair<std::string, std::string>> seen;  // saga id, correlation id
+    auto sub = rt.bus().subscribe<courier::saga_completed>(
+        [&](const courier::saga_completed& ev, const courier::message_context& mc) {
+            seen.emplace_back(ev.saga_id.to_string(), std::string(mc.correlation_id()));
+        },
+        {.mode = courier::delivery_mode::inline_call});
+    REQUIRE(sagas.signal(given, "trip.confirmed"));
+    REQUIRE(sagas.signal(implicit, "trip.confirmed"));
+    rt.poll();
+    CHECK(sagas.query(given)->correlation_id == "order-42");
+    CHECK(sagas.query(implicit)->correlation_id == implicit.to_string());
+    REQUIRE(seen.size() == 2);
+    for (auto& [saga, corr] : seen) CHECK(corr == (saga == given.to_string() ? "order-42" : saga));
+}

@@ -5,12 +5,18 @@
 #include <courier/saga/saga.hpp>
 
 #include <boost/asio/post.hpp>
+#if defined(BOOST_ASIO_HAS_CO_AWAIT)  // not with clang 14 + libstdc++ on Boost 1.74
 #include <boost/asio/use_awaitable.hpp>
+#endif
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -361,6 +367,7 @@ TEST_CASE("cancelling a saga compensates its completed steps and ends it cancell
     CHECK(e.sagas.cancel(courier::uuid::from_u64(1, 2)).error() == courier::errc::not_found);
 }
 
+#if defined(BOOST_ASIO_HAS_CO_AWAIT)
 TEST_CASE("steps can be Asio coroutines and may return result<void>", "[saga][coroutine]") {
     env e;
     courier::saga_definition<order> def{"test.coroutine.v1"};
@@ -378,6 +385,7 @@ TEST_CASE("steps can be Asio coroutines and may return result<void>", "[saga][co
     CHECK(info.error.find("coroutine says no") != std::string::npos);
     CHECK(info.history[0].succeeded);
 }
+#endif
 
 TEST_CASE("definitions are validated", "[saga]") {
     env e;
@@ -409,4 +417,108 @@ TEST_CASE("a saga's runtime threads run steps for many sagas at once", "[saga][t
     CHECK(all_done());
     CHECK(steps.load() == 600);
     for (auto& id : ids) CHECK(sagas.query(id)->context["amount"] == 3);
+}
+
+TEST_CASE("a runtime says when one thread runs every handler", "[saga][threads]") {
+    courier::manual_clock clk;
+    CHECK(courier::runtime(courier::runtime::manual, clk).single_threaded());
+    CHECK(courier::runtime(courier::runtime_options{.threads = 1}).single_threaded());
+    CHECK_FALSE(courier::runtime(courier::runtime_options{.threads = 2}).single_threaded());
+    boost::asio::io_context io;
+    CHECK_FALSE(courier::runtime(io).single_threaded());  // nobody promised one thread
+    CHECK(courier::runtime(io, courier::runtime_options{.threads = 1}).single_threaded());
+}
+
+TEST_CASE("on a one-thread runtime sagas share one strand, and events follow subscriptions made between sagas", "[saga][threads]") {
+    boost::asio::io_context io(1);
+    courier::runtime rt(io, courier::runtime_options{.threads = 1});
+    courier::saga_runner sagas(rt);
+    std::vector<std::string> trace;
+    std::optional<courier::step_completion> held;
+    courier::saga_definition<order> def{"test.one.thread.v1"};
+    def.step("plain", [&](order& o) { trace.push_back("plain " + o.id); })
+#if defined(BOOST_ASIO_HAS_CO_AWAIT)
+        .step("coroutine", [&](courier::step_context<order>& s) -> boost::asio::awaitable<void> {
+            co_await boost::asio::post(s.executor(), boost::asio::use_awaitable);
+            trace.push_back("coroutine " + s.context().id);
+        })
+#else
+        .step("coroutine", [&](courier::step_context<order>& s) { trace.push_back("coroutine " + s.context().id); })
+#endif
+        .step("callback", [&](courier::step_context<order>& s, courier::step_completion done) {
+            trace.push_back("callback " + s.context().id);
+            held.emplace(std::move(done));
+        });
+    auto run = [&] {
+        io.restart();
+        io.run();
+    };
+    auto finish = [&](const courier::uuid& id) {
+        REQUIRE(held);
+        std::thread([c = *held] { c.succeed(); }).join();  // completed from another thread
+        held.reset();
+        run();
+        CHECK(sagas.query(id)->state == courier::saga_state::completed);
+    };
+    auto quiet = sagas.start(def, order{"a", 0, {}, {}}).value();
+    run();
+    finish(quiet);
+
+    std::vector<std::string> events;
+    auto sub = rt.bus().subscribe(
+        "courier.saga.#",
+        [&](const courier::message_context& mc) {
+            events.push_back(std::string(mc.event_type()) + " " + std::string(mc.correlation_id()));
+        },
+        {.mode = courier::delivery_mode::inline_call});
+    auto loud = sagas.start(def, order{"b", 0, {}, {}}, {.correlation_id = "order-b"}).value();
+    run();
+    finish(loud);
+    CHECK(events.size() == 8);  // started, 3 x (step_started, step_completed), completed
+    for (auto& e : events) CHECK(e.find(" order-b") != std::string::npos);
+    CHECK(events.front().rfind("courier.saga.started.v1", 0) == 0);
+    CHECK(events.back().rfind("courier.saga.completed.v1", 0) == 0);
+
+    sub.unsubscribe();
+    events.clear();
+    auto after = sagas.start(def, order{"c", 0, {}, {}}).value();
+    run();
+    finish(after);
+    CHECK(events.empty());
+    CHECK(trace == std::vector<std::string>{"plain a", "coroutine a", "callback a", "plain b", "coroutine b",
+                                            "callback b", "plain c", "coroutine c", "callback c"});
+}
+
+TEST_CASE("an owned pool of one thread runs sagas whose steps complete from other threads", "[saga][threads]") {
+    courier::runtime rt(courier::runtime_options{.threads = 1});
+    REQUIRE(rt.single_threaded());
+    courier::saga_runner sagas(rt);
+    std::atomic<int> steps{0};
+    std::vector<std::thread> helpers;
+    std::mutex helpers_mutex;
+    courier::saga_definition<order> def{"test.one.pool.v1"};
+    def.step("local", [&](order& o) { o.amount += 1; steps.fetch_add(1); })
+        .step("remote", [&](courier::step_context<order>& s, courier::step_completion done) {
+            s.context().amount += 10;
+            std::lock_guard lock(helpers_mutex);
+            helpers.emplace_back([&steps, done] {
+                steps.fetch_add(1);
+                done.succeed();
+            });
+        })
+        .step("last", [&](order& o) { o.amount += 100; steps.fetch_add(1); });
+    std::vector<courier::uuid> ids;
+    for (int i = 0; i < 100; ++i) ids.push_back(sagas.start(def, order{}).value());
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    auto all_done = [&] {
+        for (auto& id : ids)
+            if (sagas.query(id)->state != courier::saga_state::completed) return false;
+        return true;
+    };
+    while (!all_done() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    CHECK(all_done());
+    CHECK(steps.load() == 300);
+    for (auto& id : ids) CHECK(sagas.query(id)->context["amount"] == 111);
+    std::lock_guard lock(helpers_mutex);
+    for (auto& t : helpers) t.join();
 }

@@ -171,6 +171,53 @@ TEST_CASE("a member dies with pending records, another claims them once they wer
     }
 }
 
+TEST_CASE("a pending list that wraps around and grows keeps its entries in offset order", "[stream][group][pending]") {
+    courier::manual_clock clk;
+    courier::stream s("ring", clk, {.partitions = 1, .segment_records = 256});
+    fill(s, 1000);
+    auto g = s.group("workers");
+    auto a = g.join("a");
+    // 40 read and acked: the list's front moves on, so what follows wraps around its storage.
+    auto warm = a.read(40).value();
+    REQUIRE(warm.size() == 40);
+    CHECK(a.ack(warm) == 40);
+    CHECK(g.committed(0) == 40);
+    // Then reads of growing size, every 10th record and offset 45 left unacked: the list keeps
+    // them in order while it wraps, grows and sweeps acked entries.
+    std::set<std::uint64_t> unacked;
+    std::uint64_t next = 40;
+    for (int round = 0; round < 8; ++round) {
+        auto batch = a.read(30 + 20 * round).value();
+        REQUIRE_FALSE(batch.empty());
+        for (auto& d : batch) {
+            CHECK(d.offset() == next++);
+            if (d.offset() == 45 || d.offset() % 10 == 0) unacked.insert(d.offset());
+            else CHECK(a.ack(d) == 1);
+        }
+        CHECK(g.committed(0) == 40);
+        auto p = g.pending();
+        REQUIRE(p.size() == unacked.size());
+        std::size_t i = 0;
+        for (auto o : unacked) CHECK(p[i++].offset == o);
+        CHECK(g.metrics().pending_list_entries <= 2 * unacked.size() + 64);
+    }
+    // Claims find the idle ones in order; acking them moves the committed offset to the end.
+    clk.advance(1s);
+    auto b = g.join("b");
+    auto claimed = b.claim(1s, 1000);
+    REQUIRE(claimed.size() == unacked.size());
+    std::size_t i = 0;
+    for (auto o : unacked) {
+        CHECK(claimed[i].offset() == o);
+        CHECK(claimed[i].delivery_count == 2);
+        ++i;
+    }
+    CHECK(b.ack(claimed) == unacked.size());
+    CHECK(g.committed(0) == next);
+    CHECK(g.pending().empty());
+    CHECK(g.metrics().pending == 0);
+}
+
 TEST_CASE("a member that stops calling is evicted after the session timeout", "[stream][group][rebalance]") {
     courier::manual_clock clk;
     courier::stream s("jobs", clk, {.partitions = 2});
@@ -371,8 +418,16 @@ TEST_CASE("stress: at least once with claims after a member stops", "[stream][gr
     std::atomic<std::uint64_t> acked_total{0};
     std::set<std::uint64_t> abandoned;
     std::atomic<bool> stopped{false};
+    std::atomic<bool> survivors_go{false};
     constexpr std::size_t batch = 64;
+    // The dying member reads alone first (all partitions are its own), lets the survivors join
+    // halfway, and dies on its 20th non-empty batch: it always holds records when it dies, however
+    // the threads are scheduled (under a sanitizer the survivors could otherwise drain every
+    // partition before it got there).
     auto work = [&](int i, bool dies) {
+        if (!dies) {
+            while (!survivors_go.load()) std::this_thread::yield();
+        }
         auto m = g.join("m" + std::to_string(i));
         courier::group_batch b;
         int reads = 0;
@@ -383,12 +438,19 @@ TEST_CASE("stress: at least once with claims after a member stops", "[stream][gr
                 acked_total.fetch_add(m.ack(c));
             }
             auto n = m.read(b, batch);
-            if (!n) return;
+            if (!n) {
+                survivors_go = true;  // never strand them on an unexpected error
+                return;
+            }
             for (auto& d : b) seen[std::stoull(d.record().payload)]->fetch_add(1);
-            if (dies && ++reads == 20) {
-                for (auto& d : b) abandoned.insert(std::stoull(d.record().payload));
-                stopped = true;  // published to the test thread by this store
-                return;          // dies holding an unacked batch; the handle leaves the group
+            if (dies && *n > 0) {
+                ++reads;
+                if (reads == 10) survivors_go = true;
+                if (reads == 20) {
+                    for (auto& d : b) abandoned.insert(std::stoull(d.record().payload));
+                    stopped = true;  // published to the test thread by this store
+                    return;          // dies holding an unacked batch; the handle leaves the group
+                }
             }
             acked_total.fetch_add(m.ack(b));
             if (*n == 0) {

@@ -211,6 +211,53 @@ TEST_CASE("retention by bytes keeps the partition under its byte budget", "[stre
     CHECK(s.info(0).records == 5);  // a refused record trims nothing
 }
 
+TEST_CASE("retention by bytes counts records of every size and with headers exactly, and a reader keeps them",
+          "[stream][retention]") {
+    courier::manual_clock clk;
+    courier::stream s("mixed", clk, {.retention = {.max_bytes = 2000}, .segment_records = 16});
+    auto reader = s.reader(courier::start_position::beginning());
+    auto first = reader.read(16).value();  // nothing yet: an empty batch
+    CHECK(first.empty());
+    // Short records (inline strings), long ones (heap strings) and records with headers, mixed.
+    std::size_t appended_bytes = 0;
+    for (int i = 0; i < 120; ++i) {
+        const std::string key = i % 3 == 0 ? "k" + std::to_string(i) : "a-key-long-enough-for-the-heap-" + std::to_string(i);
+        const std::string payload(i % 4 == 0 ? 3 : 40 + i, static_cast<char>('a' + i % 26));
+        courier::record_headers h;
+        if (i % 5 == 0) h["trace"] = "t-" + std::to_string(i);
+        REQUIRE(s.append(key, payload, h));
+        appended_bytes += key.size() + payload.size() + (i % 5 == 0 ? 5 + 2 + std::to_string(i).size() : 0);
+    }
+    // What is left is exactly the byte sum of the records still readable.
+    auto info = s.info(0);
+    CHECK(info.bytes <= 2000);
+    CHECK(info.end_offset == 120);
+    auto all = s.reader(courier::start_position::beginning());
+    std::size_t sum = 0, n = 0;
+    for (;;) {
+        auto b = all.read(64).value();
+        if (b.empty()) break;
+        for (auto& r : b) {
+            sum += r.size_bytes();
+            ++n;
+            const auto i = static_cast<int>(r.offset);
+            CHECK(r.payload.size() == (i % 4 == 0 ? 3u : static_cast<std::size_t>(40 + i)));
+            CHECK(r.header("trace") == (i % 5 == 0 ? "t-" + std::to_string(i) : std::string()));
+        }
+    }
+    CHECK(sum == info.bytes);
+    CHECK(n == info.records);
+    CHECK(info.start_offset == 120 - n);
+    auto m = s.metrics();
+    CHECK(m.bytes == info.bytes);
+    CHECK(m.trimmed == 120 - n);
+    CHECK(appended_bytes > info.bytes);
+    // The first reader is still at offset 0, long trimmed: a clear error, no stale record.
+    auto late = reader.read(16);
+    REQUIRE_FALSE(late);
+    CHECK(late.error().code == courier::errc::trimmed);
+}
+
 TEST_CASE("retention by age runs off the runtime's clock, exactly when the oldest record expires", "[stream][retention]") {
     courier::manual_clock clk;
     courier::runtime rt(courier::runtime::manual, clk);

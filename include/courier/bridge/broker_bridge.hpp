@@ -6,6 +6,7 @@
 #pragma once
 
 #include <courier/bridge/detail/dedup_window.hpp>
+#include <courier/bridge/detail/outbound.hpp>
 #include <courier/bridge/detail/wire.hpp>
 #include <courier/bridge/registry.hpp>
 #include <courier/bridge/route.hpp>
@@ -24,15 +25,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -89,7 +89,15 @@ namespace detail {
 struct settled_delivery {
     std::size_t route = 0;
     delivery_tag tag;
-    std::string event_id;  // set when the local bus finished with an ingested event
+    uuid event_id{};  // set (tag empty) when the local bus finished with an ingested event
+};
+
+/// An ingested event the local handlers have not finished: its delivery, and the copies the
+/// broker delivered meanwhile (acked with it).
+struct in_progress_event {
+    std::size_t route = 0;
+    delivery_tag tag;
+    std::vector<settled_delivery> duplicates;
 };
 
 /// What the I/O thread shares with publishers (forward handlers) and with the bus's settle
@@ -99,7 +107,7 @@ struct bridge_core {
         : options(o),
           dead_letters(dl),
           clock(clk),
-          outbox(o.outbox_capacity ? o.outbox_capacity : 1, o.outbox_overflow, [this](wire_message&& w) {
+          outbox(o.outbox_capacity ? o.outbox_capacity : 1, o.outbox_overflow, [this](outbound_item&& w) {
               dropped.fetch_add(1, std::memory_order_relaxed);
               dead_letter_out(w, dead_letter_reason::overflow,
                               "[courier.bridge.outbox_full] the outbox of bridge '" + options.name + "' was full (" +
@@ -109,7 +117,9 @@ struct bridge_core {
     const bridge_options options;
     dead_letter_store& dead_letters;
     courier::clock& clock;
-    bounded_queue<wire_message> outbox;
+    bounded_queue<outbound_item> outbox;
+    /// The forward routes' topics (append only, under the bridge's mutex: items point at them).
+    std::deque<std::string> topics;
 
     std::atomic<std::uint64_t> forwarded{0}, confirmed{0}, dropped{0}, publish_errors{0}, reconnects{0}, ingested{0},
         duplicates{0}, dead_lettered{0}, acked{0};
@@ -124,8 +134,8 @@ struct bridge_core {
     std::vector<settled_delivery> settled;
     bool accepting_settles = true;
 
-    void dead_letter_out(const wire_message& w, dead_letter_reason why, std::string reason) {
-        dead_letters.add(outbound_record(w, why, "bridge:" + options.name + ":outbox", std::move(reason), clock.now()));
+    void dead_letter_out(const outbound_item& item, dead_letter_reason why, std::string reason) {
+        dead_letters.add(outbound_record(as_wire(item), why, "bridge:" + options.name + ":outbox", std::move(reason), clock.now()));
         dead_lettered.fetch_add(1, std::memory_order_relaxed);
     }
 
@@ -138,11 +148,11 @@ struct bridge_core {
         if (wake_target) wake_target->wake();
     }
 
-    void settle(std::size_t route, delivery_tag tag, std::string event_id = {}) {
+    void settle(std::size_t route, delivery_tag tag, const uuid& event_id = {}) {
         {
             std::lock_guard lock(settle_mutex);
             if (!accepting_settles) return;  // the bridge stopped: the broker redelivers it
-            settled.push_back(settled_delivery{route, std::move(tag), std::move(event_id)});
+            settled.push_back(settled_delivery{route, std::move(tag), event_id});
         }
         kick();
     }
@@ -218,18 +228,20 @@ public:
         if (auto ok = check_forward(caps_, pattern, options); !ok) return ok;
         std::lock_guard lock(mutex_);
         if (stopped_) return unexpected(errc::closed, "[courier.bridge.stopped] bridge '" + core_->options.name + "' is stopped");
-        std::string topic = !options.topic.empty() ? options.topic : default_topic_;
+        core_->topics.push_back(!options.topic.empty() ? options.topic : default_topic_);
+        const std::string* topic = &core_->topics.back();  // empty: each event's type
         subscription_options so;
         so.name = "bridge:" + core_->options.name + ":forward:" + std::string(pattern) + "#" + std::to_string(forwards_.size());
         so.mode = delivery_mode::inline_call;  // in publish order, so per-key order survives the hop
         so.guarantee = delivery_guarantee::at_most_once;
         auto sub = bus_.try_subscribe(
             pattern,
-            [core = core_, topic = std::move(topic), max = caps_.max_message_bytes](const message_context& ctx) {
+            [core = core_, topic, max = caps_.max_message_bytes](const message_context& ctx) {
                 const auto& in = detail::ingesting();
                 if (in.core == core.get() && in.event_id == ctx.event_id()) return;  // just ingested: not back
-                envelope env = ctx.to_envelope();
-                wire_message w = detail::to_wire(env, topic.empty() ? env.event_type : topic);
+                detail::outbound_item w;
+                w.topic = topic;
+                detail::encode_outbound(w, ctx);  // the bytes encode(ctx.to_envelope()) gives
                 if (max && w.payload.size() > max) {
                     core->dead_letter_out(w, dead_letter_reason::non_retryable,
                                           "[courier.bridge.too_large] the envelope is " + std::to_string(w.payload.size()) +
@@ -346,13 +358,14 @@ public:
         transport_->close();
         core_->connected.store(false, std::memory_order_release);
         // Hand back what could not be confirmed.
-        for (auto& [seq, item] : in_flight_)
+        in_flight_.for_each([&](std::uint64_t, detail::in_flight_window::item& item) {
             core_->dead_letter_out(item.msg, dead_letter_reason::shutdown,
                                    "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before the broker confirmed it");
+        });
         in_flight_.clear();
         core_->in_flight.store(0, std::memory_order_release);
         core_->outbox.close();
-        wire_message w;
+        detail::outbound_item w;
         while (core_->outbox.try_pop(w) == queue_status::ok)
             core_->dead_letter_out(w, dead_letter_reason::shutdown,
                                    "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before sending it");
@@ -363,18 +376,12 @@ private:
         ingest_spec spec;
         bool subscribed = false;
     };
-    struct in_flight_item {
-        wire_message msg;
-        std::uint32_t attempts = 0;
-        bool sent = false;  // handed to the transport on the current connection
-    };
-
     std::size_t routes_added_snapshot() const {
         std::lock_guard lock(mutex_);
         return routes_added_;
     }
 
-    static void enqueue(detail::bridge_core& core, wire_message w) {
+    static void enqueue(detail::bridge_core& core, detail::outbound_item w) {
         queue_status st;
         switch (core.options.outbox_overflow) {
         case overflow_policy::block:
@@ -423,7 +430,7 @@ private:
                 if (ever_connected) core_->reconnects.fetch_add(1, std::memory_order_relaxed);
                 ever_connected = true;
                 failures = 0;
-                for (auto& [seq, item] : in_flight_) item.sent = false;  // re-published below, in order
+                in_flight_.for_each([](std::uint64_t, detail::in_flight_window::item& item) { item.sent = false; });  // re-published below, in order
                 unsent_ = in_flight_.size();
                 {
                     std::lock_guard lock(mutex_);
@@ -501,38 +508,38 @@ private:
     // Sends what waits: first the in-flight messages not sent on this connection (in sequence
     // order: a reconnect re-publishes them before anything newer), then new ones from the outbox.
     bool send_outbound() {
-        for (auto it = in_flight_.begin(); unsent_ != 0 && it != in_flight_.end();) {
-            if (it->second.sent) {
-                ++it;
-                continue;
-            }
-            if (!publish(it)) return false;
-            it = in_flight_.upper_bound(it->first);
+        if (unsent_ != 0) {
+            bool ok = true;
+            in_flight_.for_each([&](std::uint64_t seq, detail::in_flight_window::item& item) {
+                if (ok && unsent_ != 0 && !item.sent) ok = publish(seq, item);
+            });
+            if (!ok) return false;
         }
-        wire_message w;
-        while (in_flight_.size() < core_->options.max_in_flight && core_->outbox.try_pop(w) == queue_status::ok) {
-            auto it = in_flight_.emplace_hint(in_flight_.end(), ++sequence_, in_flight_item{std::move(w), 0, false});
+        while (in_flight_.size() < core_->options.max_in_flight && core_->outbox.try_pop(popped_) == queue_status::ok) {
+            const std::uint64_t seq = in_flight_.add(std::move(popped_));
             ++unsent_;
             core_->in_flight.store(in_flight_.size(), std::memory_order_release);
-            if (!publish(it)) return false;
+            if (!publish(seq, *in_flight_.find(seq))) return false;
         }
         return true;
     }
 
     // Publishes one in-flight message; false when the connection is lost (it stays in flight).
-    bool publish(std::map<std::uint64_t, in_flight_item>::iterator it) {
-        auto r = transport_->publish(it->first, it->second.msg);
+    bool publish(std::uint64_t seq, detail::in_flight_window::item& item) {
+        detail::lend_wire(wire_, item.msg);
+        auto r = transport_->publish(seq, wire_);
+        detail::release_wire(wire_, item.msg);
         if (r) {
-            it->second.sent = true;
+            item.sent = true;
             --unsent_;
             return true;
         }
         if (r.error() == errc::limit_exceeded || r.error() == errc::invalid_argument) {
             // The broker will never take this one: hand it to the dead letters, keep going.
             core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
-            core_->dead_letter_out(it->second.msg, dead_letter_reason::non_retryable, r.error().message);
+            core_->dead_letter_out(item.msg, dead_letter_reason::non_retryable, r.error().message);
             --unsent_;
-            in_flight_.erase(it);
+            in_flight_.erase(seq);
             core_->in_flight.store(in_flight_.size(), std::memory_order_release);
             return true;
         }
@@ -541,27 +548,27 @@ private:
     }
 
     void on_confirm(publish_confirm c) {
-        auto it = in_flight_.find(c.sequence);
-        if (it == in_flight_.end()) return;  // a late confirm of a message confirmed already
+        auto* it = in_flight_.find(c.sequence);
+        if (it == nullptr) return;  // a late confirm of a message confirmed already
         if (c.outcome) {
-            if (!it->second.sent) --unsent_;
-            in_flight_.erase(it);
+            if (!it->sent) --unsent_;
+            in_flight_.erase(c.sequence);
             core_->in_flight.store(in_flight_.size(), std::memory_order_release);
             core_->confirmed.fetch_add(1, std::memory_order_relaxed);
             return;
         }
         core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
-        if (++it->second.attempts >= core_->options.max_publish_attempts) {
-            if (!it->second.sent) --unsent_;
-            core_->dead_letter_out(it->second.msg, dead_letter_reason::non_retryable,
+        if (++it->attempts >= core_->options.max_publish_attempts) {
+            if (!it->sent) --unsent_;
+            core_->dead_letter_out(it->msg, dead_letter_reason::non_retryable,
                                    "[courier.bridge.publish_refused] the broker refused it " +
-                                       std::to_string(it->second.attempts) + " times; last: " + c.outcome.error().message);
-            in_flight_.erase(it);
+                                       std::to_string(it->attempts) + " times; last: " + c.outcome.error().message);
+            in_flight_.erase(c.sequence);
             core_->in_flight.store(in_flight_.size(), std::memory_order_release);
             return;
         }
-        if (it->second.sent) ++unsent_;
-        it->second.sent = false;  // sent again by the next send_outbound
+        if (it->sent) ++unsent_;
+        it->sent = false;  // sent again by the next send_outbound
     }
 
     std::size_t route_of(const inbound_message& m) {
@@ -587,34 +594,43 @@ private:
             core_->settle(route, std::move(m.tag));
             return;
         }
-        const std::string id = env->event_id.to_string();
-        if (!dedup_.insert(id)) {
+        const uuid id = env->event_id;
+        const bool fresh = dedup_.insert(id);
+        if (auto* first = in_progress_.find(id)) {
+            // The first copy is still with the local handlers (even if the window has let its id
+            // go since): ack this one with it, so a crash before they finish still leaves the
+            // message with the broker.
             core_->duplicates.fetch_add(1, std::memory_order_relaxed);
-            if (auto it = in_progress_.find(id); it != in_progress_.end()) {
-                // The first copy is still with the local handlers: ack this one with it, so a
-                // crash before they finish still leaves the message with the broker.
-                it->second.push_back(detail::settled_delivery{route, std::move(m.tag), {}});
-                return;
-            }
+            first->duplicates.push_back(detail::settled_delivery{route, std::move(m.tag), {}});
+            return;
+        }
+        if (!fresh) {
+            core_->duplicates.fetch_add(1, std::memory_order_relaxed);
             core_->settle(route, std::move(m.tag));
             return;
         }
-        in_progress_.emplace(id, std::vector<detail::settled_delivery>{});
-        const detail::ingesting_event previous = std::exchange(detail::ingesting(), detail::ingesting_event{core_.get(), env->event_id});
-        result<publish_result> r = bus_.publish(std::move(*env), [core = core_, route, tag = m.tag, id]() mutable {
-            core->settle(route, std::move(tag), std::move(id));
-        });
+        // The delivery waits here until the bus settles the event (the callback carries only the id).
+        {
+            auto* entry = in_progress_.try_emplace(id).first;
+            entry->route = route;
+            entry->tag = std::move(m.tag);
+        }
+        const detail::ingesting_event previous = std::exchange(detail::ingesting(), detail::ingesting_event{core_.get(), id});
+        result<publish_result> r = bus_.publish(std::move(*env), [core = core_, id]() { core->settle(0, {}, id); });
         detail::ingesting() = previous;
+        if (!r || r->closed) {
+            // Not taken by the bus (the callback will not run): the delivery is ours again.
+            if (auto* entry = in_progress_.find(id)) m.tag = std::move(entry->tag);
+            in_progress_.erase(id);
+        }
         if (!r) {
             // Bytes that decode but do not make a bus event (a bad name, a version mismatch).
-            in_progress_.erase(id);
             dead_letter_in(m, spec, r.error().message);
             core_->settle(route, std::move(m.tag));
             return;
         }
         if (r->closed) {
             // The local bus is shut down: give the message back for another consumer.
-            in_progress_.erase(id);
             dedup_.erase(id);
             (void)transport_->nack(spec, m.tag, true);
             return;
@@ -634,16 +650,22 @@ private:
             std::lock_guard lock(core_->settle_mutex);
             batch.swap(core_->settled);
         }
-        // A settled event also settles the copies that arrived while it was being handled.
+        // A settled event: its delivery, and the copies that arrived while it was being handled.
         const std::size_t direct = batch.size();
         for (std::size_t i = 0; i < direct; ++i) {
-            if (batch[i].event_id.empty()) continue;
-            auto it = in_progress_.find(batch[i].event_id);
-            if (it == in_progress_.end()) continue;
-            for (auto& d : it->second) batch.push_back(std::move(d));
-            in_progress_.erase(it);
+            if (batch[i].event_id.is_nil()) continue;
+            auto* entry = in_progress_.find(batch[i].event_id);
+            if (entry == nullptr) {
+                batch[i].route = no_route;  // not ours any more (handed back): nothing to ack
+                continue;
+            }
+            batch[i].route = entry->route;
+            batch[i].tag = std::move(entry->tag);
+            for (auto& d : entry->duplicates) batch.push_back(std::move(d));
+            in_progress_.erase(batch[i].event_id);
         }
         for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (batch[i].route == no_route) continue;
             auto r = transport_->ack(spec_of(batch[i].route), batch[i].tag);
             if (!r) {
                 // Not acked: the broker redelivers these, and dedup drops the copies we handled.
@@ -669,13 +691,16 @@ private:
     std::string last_error_;                              // guarded by mutex_
     bool stopped_ = false;                                // guarded by mutex_
 
+    static constexpr std::size_t no_route = static_cast<std::size_t>(-1);
+
     // The I/O thread's own.
-    std::map<std::uint64_t, in_flight_item> in_flight_;
-    std::uint64_t sequence_ = 0;
-    std::size_t unsent_ = 0;  // in-flight messages not sent on the current connection
+    detail::in_flight_window in_flight_;  // sent, not confirmed, by sequence number
+    std::size_t unsent_ = 0;              // in-flight messages not sent on the current connection
+    detail::outbound_item popped_;        // reused: the outbox's next item
+    wire_message wire_;                   // reused: what the transport sees of an in-flight item
     detail::dedup_window dedup_;
     // Ingested events the local handlers have not finished, with the duplicates that arrived meanwhile.
-    std::unordered_map<std::string, std::vector<detail::settled_delivery>> in_progress_;
+    detail::uuid_map<detail::in_progress_event> in_progress_;
 
     std::atomic<bool> stopping_{false};
     std::mutex stop_mutex_;

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -49,6 +50,12 @@ struct kafka_options {
     /// session.timeout.ms / heartbeat.interval.ms of the consumers.
     duration session_timeout = std::chrono::seconds(6);
     duration heartbeat_interval = std::chrono::milliseconds(500);
+    /// Acked offsets are committed (asynchronously, from poll) once this many have accumulated or
+    /// `commit_interval` has passed since the last commit, whichever comes first; on close and
+    /// on a rebalance everything acked is committed at once. Committing less often never
+    /// commits an unacked offset; a crash re-reads at most what was acked since the last commit.
+    std::size_t commit_every = 512;
+    duration commit_interval = std::chrono::milliseconds(20);
     /// true: librdkafka's own log lines go to stderr; false: they are dropped (errors still
     /// reach `stats().last_error` and `poll` through the error callback).
     bool client_logs = false;
@@ -290,7 +297,12 @@ public:
                     }
                 }
             }
-            for (auto& [group, c] : consumers_) commit(*c, false);
+            for (auto& [group, c] : consumers_) {
+                // Batched as the raw client does: every commit_every acks, or after commit_interval.
+                if (c->acked_since_commit >= options_.commit_every ||
+                    (c->acked_since_commit != 0 && std::chrono::steady_clock::now() - c->last_commit >= options_.commit_interval))
+                    commit(*c, false);
+            }
             if (lost_) return unexpected(errc::io_error, "[courier.bridge.kafka.disconnected] " + stats_.last_error);
             const auto now = std::chrono::steady_clock::now();
             if (progress || delivered >= max_messages || now >= deadline) break;
@@ -325,16 +337,17 @@ public:
         auto* c = consumer_for(spec);
         if (c == nullptr)
             return unexpected(errc::not_found, "[courier.bridge.kafka.unknown_group] no consumer for group '" + spec.group + "'");
-        auto it = c->outstanding.find({tag.id, tag.partition});
+        auto it = c->outstanding.find(partition_key{tag.id, tag.partition});
         if (it == c->outstanding.end()) return {};  // revoked in a rebalance, or acked already: nothing to settle
         auto& part = it->second;
-        auto off = part.offsets.find(static_cast<std::int64_t>(tag.number));
-        if (off == part.offsets.end()) return {};
+        auto off = part.find(static_cast<std::int64_t>(tag.number));
+        if (off == part.offsets.end() || off->second) return {};
         off->second = true;
         // The commit point is the first offset not yet acked.
-        while (!part.offsets.empty() && part.offsets.begin()->second) {
-            part.commit_to = part.offsets.begin()->first + 1;
-            part.offsets.erase(part.offsets.begin());
+        while (!part.offsets.empty() && part.offsets.front().second) {
+            part.commit_to = part.offsets.front().first + 1;
+            part.offsets.pop_front();
+            ++c->acked_since_commit;
         }
         part.dirty = part.commit_to > part.committed;
         return {};
@@ -345,7 +358,7 @@ public:
         auto* c = consumer_for(spec);
         if (c == nullptr)
             return unexpected(errc::not_found, "[courier.bridge.kafka.unknown_group] no consumer for group '" + spec.group + "'");
-        auto it = c->outstanding.find({tag.id, tag.partition});
+        auto it = c->outstanding.find(partition_key{tag.id, tag.partition});
         if (it == c->outstanding.end()) return {};  // no longer ours: the new owner reads it again
         rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(list, tag.id.c_str(), tag.partition)->offset = static_cast<std::int64_t>(tag.number);
@@ -359,7 +372,7 @@ public:
         }
         // Everything from that offset is read again.
         auto& part = it->second;
-        part.offsets.erase(part.offsets.lower_bound(static_cast<std::int64_t>(tag.number)), part.offsets.end());
+        part.offsets.erase(part.lower_bound(static_cast<std::int64_t>(tag.number)), part.offsets.end());
         ++c->redeliveries[{tag.id, tag.partition, static_cast<std::int64_t>(tag.number)}];
         return {};
     }
@@ -378,16 +391,46 @@ public:
     std::int64_t committed(const std::string& group, const std::string& topic, std::int32_t partition) const {
         auto it = consumers_.find(group);
         if (it == consumers_.end()) return -1;
-        auto p = it->second->outstanding.find({topic, partition});
+        auto p = it->second->outstanding.find(partition_key{topic, partition});
         return p == it->second->outstanding.end() ? -1 : p->second.committed;
     }
 
 private:
     struct partition_state {
-        std::map<std::int64_t, bool> offsets;  ///< delivered, not yet committed: acked?
-        std::int64_t commit_to = -1;           ///< next offset to commit (first unacked)
+        /// Delivered, not yet committed, in offset order: acked? (A deque, not a node per message.)
+        std::deque<std::pair<std::int64_t, bool>> offsets;
+        std::int64_t commit_to = -1;  ///< next offset to commit (first unacked)
         std::int64_t committed = -1;
         bool dirty = false;
+
+        std::deque<std::pair<std::int64_t, bool>>::iterator lower_bound(std::int64_t offset) {
+            return std::lower_bound(offsets.begin(), offsets.end(), offset,
+                                    [](const std::pair<std::int64_t, bool>& e, std::int64_t o) { return e.first < o; });
+        }
+        std::deque<std::pair<std::int64_t, bool>>::iterator find(std::int64_t offset) {
+            auto it = lower_bound(offset);
+            return it != offsets.end() && it->first == offset ? it : offsets.end();
+        }
+        /// Records a delivered offset (deliveries come in offset order; a re-read after a seek
+        /// starts where the seek erased).
+        void delivered(std::int64_t offset) {
+            if (offsets.empty() || offsets.back().first < offset) {
+                offsets.emplace_back(offset, false);
+                return;
+            }
+            auto it = lower_bound(offset);
+            if (it == offsets.end() || it->first != offset) offsets.emplace(it, offset, false);
+        }
+    };
+    /// (topic, partition), looked up by views without building a key string per message.
+    using partition_key = std::pair<std::string_view, std::int32_t>;
+    struct partition_less {
+        using is_transparent = void;
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const noexcept {
+            const std::string_view at(a.first), bt(b.first);
+            return at < bt || (at == bt && a.second < b.second);
+        }
     };
     struct consumer {
         kafka_transport* owner = nullptr;
@@ -397,7 +440,9 @@ private:
         bool from_beginning = false;
         bool fanout = false;
         rd_kafka_queue_t* queue = nullptr;  ///< its consumer queue (for wake)
-        std::map<std::pair<std::string, std::int32_t>, partition_state> outstanding;
+        std::map<std::pair<std::string, std::int32_t>, partition_state, partition_less> outstanding;
+        std::size_t acked_since_commit = 0;
+        std::chrono::steady_clock::time_point last_commit{};
         std::map<std::tuple<std::string, std::int32_t, std::int64_t>, std::uint32_t> redeliveries;
     };
 
@@ -550,21 +595,22 @@ private:
             const void* value = nullptr;
             size_t size = 0;
             for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-                std::string v = value != nullptr ? std::string(static_cast<const char*>(value), size) : std::string();
-                std::string_view k = name;
-                if (k == "courier-event-id") m.event_id = v;
-                else if (k == "courier-event-type") m.event_type = v;
-                else if (k == "courier-key" && m.key.empty()) m.key = v;
-                m.headers.emplace_back(std::string(k), std::move(v));
+                const std::string_view v = value != nullptr ? std::string_view(static_cast<const char*>(value), size) : std::string_view();
+                const std::string_view k = name;
+                if (k == "courier-event-id") m.event_id.assign(v);
+                else if (k == "courier-event-type") m.event_type.assign(v);
+                else if (k == "courier-key" && m.key.empty()) m.key.assign(v);
+                m.headers.emplace_back(std::string(k), std::string(v));
             }
         }
         in.tag.id = m.topic;
         in.tag.partition = msg->partition;
         in.tag.number = static_cast<std::uint64_t>(msg->offset);
-        auto& part = c.outstanding[{m.topic, msg->partition}];
-        part.offsets.emplace(msg->offset, false);
-        if (auto r = c.redeliveries.find({m.topic, msg->partition, msg->offset}); r != c.redeliveries.end()) {
-            in.delivery_count = r->second + 1;
+        auto part = c.outstanding.find(partition_key{m.topic, msg->partition});
+        if (part == c.outstanding.end()) part = c.outstanding.emplace(std::make_pair(m.topic, msg->partition), partition_state{}).first;
+        part->second.delivered(msg->offset);
+        if (!c.redeliveries.empty()) {
+            if (auto r = c.redeliveries.find({m.topic, msg->partition, msg->offset}); r != c.redeliveries.end()) in.delivery_count = r->second + 1;
         }
         rd_kafka_message_destroy(msg);
         ++stats_.delivered;
@@ -573,6 +619,8 @@ private:
     }
 
     void commit(consumer& c, bool sync) {
+        c.acked_since_commit = 0;
+        c.last_commit = std::chrono::steady_clock::now();
         rd_kafka_topic_partition_list_t* list = nullptr;
         for (auto& [tp, part] : c.outstanding) {
             if (!part.dirty) continue;
@@ -642,7 +690,10 @@ private:
         } else {
             // Revoked: commit what is done, forget the rest (the next owner reads it again).
             self->commit(*c, true);
-            for (int i = 0; i < parts->cnt; ++i) c->outstanding.erase({parts->elems[i].topic, parts->elems[i].partition});
+            for (int i = 0; i < parts->cnt; ++i) {
+                auto it = c->outstanding.find(partition_key{parts->elems[i].topic, parts->elems[i].partition});
+                if (it != c->outstanding.end()) c->outstanding.erase(it);
+            }
             rd_kafka_assign(rk, nullptr);
         }
     }

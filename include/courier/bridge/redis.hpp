@@ -174,7 +174,7 @@ inline void redis_append(redisContext* c, const std::vector<std::string_view>& a
 /// Thread safety: as every transport: one driving thread; `wake()` and `caps()` from any thread.
 class redis_transport final : public transport {
 public:
-    explicit redis_transport(redis_options o) : options_(std::move(o)) {
+    explicit redis_transport(redis_options o) : options_(std::move(o)), maxlen_text_(std::to_string(options_.maxlen)) {
         caps_.broker = "redis";
         caps_.wildcards = wildcard_dialect::none;
         caps_.per_key_order = true;  // one stream is one ordered log
@@ -237,14 +237,31 @@ public:
         if (m.payload.size() > caps_.max_message_bytes)
             return unexpected(errc::limit_exceeded, "[courier.bridge.redis.too_large] an entry of " +
                                                         std::to_string(m.payload.size()) + " bytes is above Redis's limit");
-        std::vector<std::string_view> args{"XADD", m.topic};
-        std::string maxlen;
+        // XADD <stream> [MAXLEN ~ n] * event_type .. event_id .. key .. envelope .. (no allocation here)
+        const char* argv[15];
+        std::size_t lens[15];
+        int n = 0;
+        auto arg = [&](std::string_view a) {
+            argv[n] = a.data();
+            lens[n++] = a.size();
+        };
+        arg("XADD");
+        arg(m.topic);
         if (options_.maxlen) {
-            maxlen = std::to_string(options_.maxlen);
-            args.insert(args.end(), {"MAXLEN", "~", maxlen});
+            arg("MAXLEN");
+            arg("~");
+            arg(maxlen_text_);
         }
-        args.insert(args.end(), {"*", "event_type", m.event_type, "event_id", m.event_id, "key", m.key, "envelope", m.payload});
-        detail::redis_append(cmd_.get(), args);
+        arg("*");
+        arg("event_type");
+        arg(m.event_type);
+        arg("event_id");
+        arg(m.event_id);
+        arg("key");
+        arg(m.key);
+        arg("envelope");
+        arg(m.payload);
+        redisAppendCommandArgv(cmd_.get(), n, argv, lens);
         pending_.push_back(pending_reply{pending_kind::xadd, sequence, 0});
         return {};
     }
@@ -589,23 +606,31 @@ private:
             return;
         }
         bool has_envelope = false;
-        std::string others = "{";
         for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
             const auto name = detail::reply_text(fields->element[f]);
-            auto value = std::string(detail::reply_text(fields->element[f + 1]));
+            const auto value = detail::reply_text(fields->element[f + 1]);
             if (name == "envelope") {
-                m.message.payload = std::move(value);
+                m.message.payload.assign(value);
                 has_envelope = true;
-                continue;
+            } else if (name == "event_type") {
+                m.message.event_type.assign(value);
+            } else if (name == "event_id") {
+                m.message.event_id.assign(value);
+            } else if (name == "key") {
+                m.message.key.assign(value);
+            } else {
+                m.message.headers.emplace_back(std::string(name), std::string(value));
             }
-            if (name == "event_type") m.message.event_type = value;
-            else if (name == "event_id") m.message.event_id = value;
-            else if (name == "key") m.message.key = value;
-            else m.message.headers.emplace_back(std::string(name), value);
-            if (others.size() > 1) others += ',';
-            others += json_quote(name) + ':' + json_quote(value);
         }
-        if (!has_envelope) m.message.payload = others + '}';
+        if (!has_envelope) {
+            // Not courier's: every field as a JSON object, in the entry's order.
+            std::string others = "{";
+            for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
+                if (others.size() > 1) others += ',';
+                others += json_quote(detail::reply_text(fields->element[f])) + ':' + json_quote(detail::reply_text(fields->element[f + 1]));
+            }
+            m.message.payload = others + '}';
+        }
         ready_messages_.push_back(std::move(m));
     }
 
@@ -630,6 +655,7 @@ private:
     }
 
     redis_options options_;
+    std::string maxlen_text_;
     capabilities caps_;
     detail::redis_context_ptr cmd_;   // XADD, XACK, XGROUP, XAUTOCLAIM (pipelined)
     detail::redis_context_ptr read_;  // XREADGROUP ... BLOCK only

@@ -181,6 +181,10 @@ public:
         return !typed_route(local_cache(), detail::type_index_of<T>(), event_type_of<T>().str())->empty();
     }
 
+    /// Moves whenever a subscription is made or closed: a producer that checks has_subscribers()
+    /// for many events may keep the answers until it moves (the saga runner does).
+    std::uint64_t routes_version() const noexcept { return version_.load(std::memory_order_acquire); }
+
     /// Publishes a dynamic event from an envelope (validated: a malformed name is an error).
     /// A nil event_id or a zero timestamp is filled in.
     result<publish_result> publish(envelope env) { return publish_envelope(std::move(env), {}); }
@@ -464,14 +468,21 @@ private:
             else ++rejected;
         }
         if (hand_over) return detail::make_publish_result(delivered, rejected, false);
+        // The same for the last group: its member, if async, takes the publisher's reference
+        // (a request to a queue group of responders is the common case).
+        const auto last_group = r.groups.empty() ? nullptr : r.groups.back().get();
+        bool handed_over = false;
         for (auto& g : r.groups) {
             auto* s = g->pick();
             if (!s) continue;
-            if (s->is_async()) detail::retain(m);
+            if (s->is_async()) {
+                if (g.get() == last_group) handed_over = true;
+                else detail::retain(m);
+            }
             if (s->deliver(m, publisher)) ++delivered;
             else if (s->is_async()) ++rejected;
         }
-        detail::release(m);
+        if (!handed_over) detail::release(m);
         return detail::make_publish_result(delivered, rejected, false);
     }
 

@@ -23,7 +23,8 @@ COURIER_BEGIN_NAMESPACE
 
 /// Options of a runtime.
 struct runtime_options {
-    /// Worker threads for an owned pool; 0 means std::thread::hardware_concurrency().
+    /// Worker threads for an owned pool; 0 means std::thread::hardware_concurrency(). With the
+    /// user's io_context: how many threads run it (0: unknown; 1 promises exactly one).
     std::uint32_t threads = 0;
     /// The clock; default the system clock. Must outlive the runtime.
     courier::clock* clock = nullptr;
@@ -60,6 +61,7 @@ public:
           work_(std::in_place, ctx_->get_executor()) {
         const auto n = options_.threads ? options_.threads : std::max(1u, std::thread::hardware_concurrency());
         init(n, false);
+        single_threaded_ = n == 1;
         for (std::uint32_t i = 0; i < n; ++i) {
             threads_.emplace_back([this] {
                 worker_flag() = this;
@@ -73,6 +75,7 @@ public:
     explicit runtime(boost::asio::io_context& ctx, runtime_options options = {})
         : options_(std::move(options)), clock_(options_.clock ? options_.clock : &system_clock::instance()), ctx_(&ctx) {
         init(options_.threads ? options_.threads : 1, false);
+        single_threaded_ = options_.threads == 1;
     }
 
     /// A runtime with no threads and a manual clock: nothing runs until `poll()` or `advance()`.
@@ -92,6 +95,10 @@ public:
     boost::asio::io_context& context() noexcept { return *ctx_; }
     const runtime_services& services() const noexcept { return bus_->services(); }
     bool is_manual() const noexcept { return manual_; }
+    /// True when handlers never run on two threads at once: a manual runtime, an owned pool of one
+    /// thread, or the user's io_context given with `threads = 1` (a promise that one thread runs
+    /// it). Components may then skip strands (the saga runner does).
+    bool single_threaded() const noexcept { return single_threaded_; }
 
     /// Manual runtime: runs every ready handler, and what they post, until none is ready.
     /// Returns how many ran.
@@ -155,6 +162,7 @@ public:
 private:
     void init(std::uint32_t threads, bool manual) {
         manual_ = manual;
+        single_threaded_ = manual;
         timers_ = std::make_unique<timer_service>(ctx_->get_executor(), *clock_);
         runtime_services s{ctx_->get_executor(), *clock_, *timers_, options_.producer, threads, manual};
         bus_ = std::make_unique<event_bus>(std::move(s), options_.bus);
@@ -173,6 +181,7 @@ private:
     std::unique_ptr<event_bus> bus_;
     std::vector<std::thread> threads_;
     bool manual_ = false;
+    bool single_threaded_ = false;
     bool stopped_ = false;
 };
 

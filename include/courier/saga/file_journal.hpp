@@ -47,6 +47,8 @@ struct file_journal_options {
 /// truncating the file to its last whole record, so new records never glue onto garbage.
 ///
 /// Thread safety: every member may be called concurrently (one mutex; one write() per record).
+/// Cost: a record is encoded straight into a reused buffer (no JSON tree; the context still goes
+/// through its nlohmann conversion).
 /// Blocking: `append` does a write() and, by policy, an fdatasync().
 /// Errors: the constructor throws courier_error (saga_errc::journal_io) if the file cannot be
 /// opened; `load` returns saga_errc::journal_corrupt with "<path> line <n>: <reason>".
@@ -73,9 +75,10 @@ public:
     file_journal& operator=(const file_journal&) = delete;
 
     result<void> append(const journal_record& r) override {
-        std::string line = encode(r);
         std::lock_guard lock(mutex_);
-        std::string_view rest = line;
+        line_.clear();
+        encode_into(line_, r);  // under the lock: one buffer, reused, no allocation once grown
+        std::string_view rest = line_;
         while (!rest.empty()) {
             const auto n = ::write(fd_, rest.data(), rest.size());
             if (n < 0) {
@@ -114,13 +117,22 @@ public:
 
     /// One encoded line (newline included); exposed for tests that forge damaged files.
     static std::string encode(const journal_record& r) {
-        const std::string rec = detail::record_to_json(r).dump();
-        char crc[9];
-        std::snprintf(crc, sizeof crc, "%08x", detail::crc32(rec));
         std::string line;
-        line.reserve(rec.size() + 28);
-        line.append("{\"crc\":\"").append(crc, 8).append("\",\"rec\":").append(rec).append("}\n");
+        encode_into(line, r);
         return line;
+    }
+
+    /// Appends the encoded line of `r` (newline included) to `out`: the record's JSON is written
+    /// straight into the line, then its CRC-32 is filled in ahead of it.
+    static void encode_into(std::string& out, const journal_record& r) {
+        const auto base = out.size();
+        out.append("{\"crc\":\"00000000\",\"rec\":");
+        const auto rec = out.size();
+        detail::append_record_json(out, r);
+        const auto crc = detail::crc32(std::string_view(out).substr(rec));
+        constexpr char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 8; ++i) out[base + 8 + static_cast<std::size_t>(i)] = hex[(crc >> (28 - 4 * i)) & 0xFu];
+        out.append("}\n");
     }
 
 private:
@@ -210,6 +222,7 @@ private:
     std::mutex mutex_;
     std::uint32_t unsynced_ = 0;
     bool torn_ = false;
+    std::string line_;  // the line being written (guarded by mutex_)
 };
 
 COURIER_END_NAMESPACE

@@ -8,10 +8,12 @@
 #include <courier/core/config.hpp>
 #include <courier/core/result.hpp>
 #include <courier/core/uuid.hpp>
+#include <courier/event/detail/json_text.hpp>
 #include <courier/saga/saga_state.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -118,6 +120,71 @@ inline nlohmann::json record_to_json(const journal_record& r) {
     return j;
 }
 
+template <class Int>
+void append_json_int(std::string& out, Int v) {
+    char buf[24];
+    const auto res = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, static_cast<std::size_t>(res.ptr - buf));
+}
+
+/// Appends the JSON text of a record: exactly `record_to_json(r).dump()` (same keys, same sorted
+/// order, same escaping), written directly instead of through a JSON tree, which made the file
+/// journal spend ~10k instructions per record. One difference: a string that is not UTF-8
+/// gets U+FFFD for its bad bytes (the tree's dump() would throw out of the journal).
+inline void append_record_json(std::string& out, const journal_record& r) {
+    const bool has_step = !r.step.empty();
+    const bool has_signal = !r.signal.empty();
+    // Keys in std::map order, as nlohmann's object keeps them.
+    out.append("{\"at\":");
+    append_json_int(out, to_ns(r.at));
+    if (has_step) {
+        out.append(",\"attempt\":");
+        append_json_int(out, r.attempt);
+    }
+    if (!r.correlation_id.empty()) {
+        out.append(",\"corr\":");
+        append_json_string(out, r.correlation_id);
+    }
+    if (r.has_context()) {
+        out.append(",\"ctx\":");
+        out += r.context_value().dump();
+    }
+    if (!r.definition.empty()) {
+        out.append(",\"def\":");
+        append_json_string(out, r.definition);
+    }
+    if (r.due != time_point{}) {
+        out.append(",\"due\":");
+        append_json_int(out, to_ns(r.due));
+    }
+    if (!r.error.empty()) {
+        out.append(",\"error\":");
+        append_json_string(out, r.error);
+    }
+    if (has_step) {
+        out.append(",\"kind\":\"").append(to_string(r.kind)).append(1, '"');
+    }
+    out.append(",\"op\":\"").append(to_string(r.op)).append(1, '"');
+    if (has_signal) {
+        out.append(",\"payload\":");
+        out += r.payload.dump();
+    }
+    out.append(",\"saga\":\"");
+    char id[uuid::text_size];
+    r.saga_id.to_chars(id);
+    out.append(id, uuid::text_size).append("\",\"seq\":");
+    append_json_int(out, r.seq);
+    if (has_signal) {
+        out.append(",\"signal\":");
+        append_json_string(out, r.signal);
+    }
+    if (has_step) {
+        out.append(",\"step\":");
+        append_json_string(out, r.step);
+    }
+    out.append(1, '}');
+}
+
 /// `v` as an int64 when it is a JSON integer that fits. Integer fields are read only this way:
 /// nlohmann converts a float (1e300) or an out-of-range number with undefined behaviour
 /// (found by fuzz/saga_journal.fuzz.cpp).
@@ -201,9 +268,63 @@ public:
     virtual result<std::vector<journal_record>> load() = 0;
 };
 
+namespace detail {
+/// A record as the memory journal keeps it: what every transition has inline, the definition's
+/// name shared with the saga's other records and sagas (it is the same few names), the rare
+/// fields (error, correlation, signal, JSON) behind one pointer that stays null on the hot path.
+struct memory_record {
+    struct rare_fields {
+        std::string error, correlation_id, signal;
+        nlohmann::json payload, context_json;
+    };
+    std::uint64_t seq = 0;
+    time_point at{}, due{};
+    std::uint32_t attempt = 0;
+    journal_op op = journal_op::started;
+    attempt_kind kind = attempt_kind::action;
+    std::string step;
+    std::shared_ptr<const context_box> context;
+    std::shared_ptr<const std::string> definition;  // null when the record has none
+    std::unique_ptr<rare_fields> rare;
+
+    memory_record(const journal_record& r, std::shared_ptr<const std::string> def)
+        : seq(r.seq), at(r.at), due(r.due), attempt(r.attempt), op(r.op), kind(r.kind), step(r.step),
+          context(r.context), definition(std::move(def)) {
+        if (!r.error.empty() || !r.correlation_id.empty() || !r.signal.empty() || !r.payload.is_null() ||
+            !r.context_json.is_null())
+            rare.reset(new rare_fields{r.error, r.correlation_id, r.signal, r.payload, r.context_json});
+    }
+    journal_record to_record(const uuid& id) const {
+        journal_record r;
+        r.saga_id = id;
+        r.seq = seq;
+        r.op = op;
+        r.at = at;
+        r.step = step;
+        r.kind = kind;
+        r.attempt = attempt;
+        r.due = due;
+        r.context = context;
+        if (definition) r.definition = *definition;
+        if (rare) {
+            r.error = rare->error;
+            r.correlation_id = rare->correlation_id;
+            r.signal = rare->signal;
+            r.payload = rare->payload;
+            r.context_json = rare->context_json;
+        }
+        return r;
+    }
+};
+}  // namespace detail
+
 /// The default journal: records in memory, grouped per saga. A finished saga's records are
 /// dropped at its final record (unless `keep_finished`), so a long-running process does not grow.
 /// It survives a runner (give the same object to a new runner and `recover()`), not a process.
+///
+/// Cost: a record is kept in a compact form (the step name, the context snapshot and the
+/// definition's name by pointer, the rest inline); the per-saga lists of finished sagas are reused for new sagas (up to
+/// `spare_lists`), and consecutive appends of one saga skip the hash lookup.
 ///
 /// Thread safety: every member may be called concurrently.
 class memory_journal final : public saga_journal {
@@ -213,18 +334,23 @@ public:
     result<void> append(const journal_record& r) override {
         std::lock_guard lock(mutex_);
         if (is_final(r.op) && !keep_finished_) {
-            sagas_.erase(r.saga_id);
+            auto it = sagas_.find(r.saga_id);
+            if (it == sagas_.end()) return {};
+            if (last_ == &it->second) last_ = nullptr;
+            auto node = sagas_.extract(it);
+            node.mapped().clear();  // keeps its capacity for the next saga
+            if (spare_.size() < spare_lists) spare_.push_back(std::move(node));
             return {};
         }
-        auto& records = sagas_[r.saga_id];
-        if (records.empty()) records.reserve(16);
-        records.push_back(r);
+        auto& list = records_of(r.saga_id);
+        list.emplace_back(r, r.definition.empty() ? nullptr : intern(r.definition));
         return {};
     }
     result<std::vector<journal_record>> load() override {
         std::lock_guard lock(mutex_);
         std::vector<journal_record> out;
-        for (auto& [id, recs] : sagas_) out.insert(out.end(), recs.begin(), recs.end());
+        for (auto& [id, recs] : sagas_)
+            for (auto& m : recs) out.push_back(m.to_record(id));
         return out;
     }
     /// Sagas with records held.
@@ -233,9 +359,46 @@ public:
         return sagas_.size();
     }
 
+    /// Lists of finished sagas kept for reuse.
+    static constexpr std::size_t spare_lists = 512;
+
 private:
+    using list = std::vector<detail::memory_record>;
+    using map = std::unordered_map<uuid, list>;
+
+    // The records of `id`, created when needed. Caller holds mutex_.
+    list& records_of(const uuid& id) {
+        if (last_ && last_id_ == id) return *last_;
+        auto it = sagas_.find(id);
+        if (it == sagas_.end()) {
+            if (!spare_.empty()) {
+                auto node = std::move(spare_.back());
+                spare_.pop_back();
+                node.key() = id;
+                it = sagas_.insert(std::move(node)).position;
+            } else {
+                it = sagas_.try_emplace(id).first;
+                it->second.reserve(8);
+            }
+        }
+        last_id_ = id;
+        last_ = &it->second;  // map nodes do not move on rehash
+        return *last_;
+    }
+
+    // The definition name of the last `started` record (shared by the records that name it).
+    // Caller holds mutex_.
+    std::shared_ptr<const std::string> intern(const std::string& name) {
+        if (!definition_ || *definition_ != name) definition_ = std::make_shared<const std::string>(name);
+        return definition_;
+    }
+
     mutable std::mutex mutex_;
-    std::unordered_map<uuid, std::vector<journal_record>> sagas_;
+    map sagas_;
+    std::shared_ptr<const std::string> definition_;
+    std::vector<map::node_type> spare_;
+    uuid last_id_;
+    list* last_ = nullptr;
     bool keep_finished_;
 };
 

@@ -74,19 +74,23 @@ boost::asio::awaitable<void> run_step_coroutine(F f, std::shared_ptr<step_contex
 }
 #endif
 
+// The engine's form of an action: returns true when it finished synchronously (outcome in the
+// exception_ptr), false when it will report through a ticket made from the ticket_source.
 template <class Ctx>
-using step_fn = std::function<void(step_context<Ctx>&, attempt_ticket)>;
+using step_fn = std::function<bool(step_context<Ctx>&, const ticket_source&, std::exception_ptr&)>;
 
-// Wraps any accepted form of action into the engine's callback form.
+// Wraps any accepted form of action into the engine's form.
 template <class Ctx, class F>
 step_fn<Ctx> make_step_fn(F f) {
     if constexpr (std::is_invocable_v<F&, step_context<Ctx>&, step_completion>) {
-        return [f = std::move(f)](step_context<Ctx>& sc, attempt_ticket t) mutable {
+        return [f = std::move(f)](step_context<Ctx>& sc, const ticket_source& src, std::exception_ptr& e) mutable {
             try {
-                f(sc, step_completion([t](std::exception_ptr e) { t(std::move(e), false); }));
+                f(sc, step_completion([t = src.make()](std::exception_ptr x) { t(std::move(x), false); }));
             } catch (...) {
-                t(std::current_exception(), true);
+                e = std::current_exception();
+                return true;
             }
+            return false;
         };
     } else {
         static_assert(std::is_invocable_v<F&, step_context<Ctx>&> || std::is_invocable_v<F&, Ctx&>,
@@ -94,24 +98,24 @@ step_fn<Ctx> make_step_fn(F f) {
         using R = step_result_t<Ctx, F>;
         if constexpr (is_awaitable<R>::value) {
 #if defined(BOOST_ASIO_HAS_CO_AWAIT)
-            return [f = std::move(f)](step_context<Ctx>& sc, attempt_ticket t) {
+            return [f = std::move(f)](step_context<Ctx>& sc, const ticket_source& src, std::exception_ptr&) {
                 auto shared = std::make_shared<step_context<Ctx>>(sc);
                 boost::asio::co_spawn(sc.executor(), run_step_coroutine<Ctx, F>(f, std::move(shared)),
-                                      [t](std::exception_ptr e) { t(std::move(e), false); });
+                                      [t = src.make()](std::exception_ptr x) { t(std::move(x), false); });
+                return false;
             };
 #endif
         } else {
             static_assert(std::is_void_v<R> || std::is_same_v<std::decay_t<R>, result<void>>,
                           "a plain saga step returns void or courier::result<void> (or throws)");
-            return [f = std::move(f)](step_context<Ctx>& sc, attempt_ticket t) mutable {
-                std::exception_ptr e;
+            return [f = std::move(f)](step_context<Ctx>& sc, const ticket_source&, std::exception_ptr& e) mutable {
                 try {
                     if constexpr (std::is_void_v<R>) call_step<Ctx>(f, sc);
                     else e = error_to_exception(call_step<Ctx>(f, sc));
                 } catch (...) {
                     e = std::current_exception();
                 }
-                t(std::move(e), true);
+                return true;
             };
         }
     }
@@ -123,10 +127,11 @@ public:
     std::vector<step_fn<Ctx>> actions, compensations;
     std::vector<std::function<void(Ctx&, const nlohmann::json&)>> signal_handlers;
 
-    void invoke(std::size_t step, attempt_kind kind, context_box& ctx, step_env env, attempt_ticket done) override {
+    bool invoke(std::size_t step, attempt_kind kind, context_box& ctx, step_env env, const ticket_source& done,
+                std::exception_ptr& error) override {
         step_context<Ctx> sc(static_cast<typed_context<Ctx>&>(ctx).value, std::move(env));
         auto& fn = kind == attempt_kind::compensation ? compensations[step] : actions[step];
-        fn(sc, std::move(done));
+        return fn(sc, done, error);
     }
     void apply_signal(std::size_t step, context_box& ctx, const nlohmann::json& payload) override {
         if (signal_handlers[step]) signal_handlers[step](static_cast<typed_context<Ctx>&>(ctx).value, payload);

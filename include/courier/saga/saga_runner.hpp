@@ -92,14 +92,16 @@ public:
     result<uuid> start(const saga_definition<Ctx>& def, Ctx ctx, start_options options = {}) {
         auto program = register_program(def);
         if (!program) return unexpected(std::move(program).error());
-        const uuid id = options.id.is_nil() ? make_uuid_v7(core_->rt.clock().now()) : options.id;
-        auto correlation = options.correlation_id.empty() ? id.to_string() : std::move(options.correlation_id);
-        auto inst = std::make_shared<detail::saga_instance>(core_, *program, id, std::move(correlation));
+        const bool fresh = options.id.is_nil();  // a new UUID v7 cannot be taken already
+        const uuid id = fresh ? make_uuid_v7(core_->rt.clock().now()) : options.id;
         auto duplicate = [&] {
             return unexpected(errc::duplicate, "[courier.saga.duplicate_id] a saga with id " + id.to_string() +
                                                    " already exists");
         };
-        if (find(id)) return duplicate();
+        if (!fresh && find(id)) return duplicate();
+        // An empty correlation id stands for the saga id (formatted only when an event needs it).
+        auto inst = std::make_shared<detail::saga_instance>(core_, std::move(*program), id,
+                                                            std::move(options.correlation_id));
         // Journaled before anyone can see it: a signal or cancel cannot race the `started` record.
         if (auto ok = inst->begin(std::make_unique<detail::typed_context<Ctx>>(std::move(ctx))); !ok)
             return unexpected(std::move(ok).error());
@@ -223,6 +225,7 @@ private:
     template <class Ctx>
     result<std::shared_ptr<detail::saga_program>> register_program(const saga_definition<Ctx>& def) {
         std::shared_ptr<detail::saga_program> p = def.program();
+        if (core_->last_program.load(std::memory_order_acquire) == p.get()) return p;
         std::lock_guard lock(core_->mutex);
         auto it = core_->programs.find(p->name);
         if (it != core_->programs.end()) {
@@ -230,10 +233,12 @@ private:
                 return unexpected(courier::error(make_error_code(saga_errc::invalid_definition),
                                                  "[courier.saga.invalid_definition] another definition is registered as " +
                                                      p->name));
+            core_->last_program.store(p.get(), std::memory_order_release);
             return it->second;
         }
         if (auto ok = p->validate(); !ok) return unexpected(std::move(ok).error());
         core_->programs.emplace(p->name, p);
+        core_->last_program.store(p.get(), std::memory_order_release);
         return p;
     }
 

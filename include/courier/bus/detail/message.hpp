@@ -73,6 +73,16 @@ struct message_extras {
     uuid causation_id{};
     std::shared_ptr<const trace_data> trace;
     reply_address reply_to;  // requests only (see rpc)
+
+    // Pooled like the message it belongs to: set by the publisher, freed by a worker's thread.
+    static void* operator new(std::size_t n) {
+        if (n > sizeof(message_extras)) return ::operator new(n);
+        return message_pool_for<sizeof(message_extras)>::allocate();
+    }
+    static void operator delete(void* p, std::size_t n) noexcept {
+        if (n > sizeof(message_extras)) return ::operator delete(p);
+        message_pool_for<sizeof(message_extras)>::deallocate(p);
+    }
 };
 
 struct message_base {

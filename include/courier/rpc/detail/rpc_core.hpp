@@ -143,6 +143,31 @@ result<R> take_reply(message_base& m) {
     }
 }
 
+/// Class-level allocation from the bus's message pool, for objects allocated by one thread and
+/// freed by another (a pending request: made by the requester, freed by the thread that
+/// completes it). With malloc that is a cross-thread free per request; the pool moves blocks
+/// back in batches through per-thread caches. `T` is the most derived (final) class.
+template <class T>
+struct pooled_allocation {
+    static void* operator new(std::size_t n) {
+        if (n > sizeof(T)) return ::operator new(n);
+        return message_pool_for<sizeof(T)>::allocate();
+    }
+    static void operator delete(void* p, std::size_t n) noexcept {
+        if (n > sizeof(T)) return ::operator delete(p);
+        message_pool_for<sizeof(T)>::deallocate(p);
+    }
+    // Over-aligned types: pool blocks are cache-line aligned, which covers up to 64.
+    static void* operator new(std::size_t n, std::align_val_t a) {
+        if (n > sizeof(T) || static_cast<std::size_t>(a) > cache_line_size) return ::operator new(n, a);
+        return message_pool_for<sizeof(T)>::allocate();
+    }
+    static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
+        if (n > sizeof(T) || static_cast<std::size_t>(a) > cache_line_size) return ::operator delete(p, a);
+        message_pool_for<sizeof(T)>::deallocate(p);
+    }
+};
+
 /// Why a pending request ended without (all) replies.
 enum class end_reason : std::uint8_t { deadline, cancelled, closed };
 
@@ -253,9 +278,13 @@ inline std::uint64_t sampled_start_ns() noexcept {
 ///
 /// Requests: a preallocated table of slots, each holding one pending request. A request's id is
 /// its slot plus the slot's generation, so taking it out (a reply, its deadline, close) is one
-/// compare-and-swap of the slot's id to 0: exactly one taker wins, and a stale id (a late reply)
-/// fails it. Free slots sit on a lock-free stack (index + ABA tag in one word). No lock, no hash
-/// and no allocation per request beyond the operation itself.
+/// compare-and-swap of the slot's id: exactly one taker wins, and a stale id (a late reply)
+/// fails it. A requester claims a free slot with a compare-and-swap of that slot's id from 0,
+/// starting at the slot its thread used last (free again once its reply came), so a request
+/// and its reply touch the slot's cache line and nothing else of the table: no shared free
+/// list whose head would cross between the requester's and the responder's cores twice per
+/// round trip. No lock, no hash and no allocation per request beyond the operation itself
+/// (pooled).
 ///
 /// Scatters (which collect several replies under a lock) and requests that find the table full
 /// go to a locked map with ids marked by the top bit.
@@ -275,13 +304,7 @@ public:
     static constexpr std::uint64_t map_bit = std::uint64_t{1} << 63;
 
     rpc_core(runtime_services services, const void* bus)
-        : services_(std::move(services)), bus_(bus), uid_(next_uid()), slots_(new slot[table_size]) {
-        // The free stack starts as 0, 1, 2, ...: low slots are reused first, so the timer's scan
-        // (up to the highest slot ever used) stays short.
-        for (std::uint32_t i = 0; i < table_size; ++i)
-            slots_[i].next.store(i + 1 < table_size ? i + 1 : nil, std::memory_order_relaxed);
-        free_.store(pack(0, 0), std::memory_order_relaxed);
-    }
+        : services_(std::move(services)), bus_(bus), uid_(next_uid()), slots_(new slot[table_size]) {}
 
     void start() { inbox_ = rpc_directory::instance().add_inbox(shared_from_this()); }
 
@@ -323,18 +346,35 @@ public:
         return *it->second;
     }
 
+    /// Requester: asks for the slot this thread will most likely claim, so that the cache miss
+    /// on it (its last writer is the thread that took the previous request out) overlaps the
+    /// one on the executor's work count instead of following it.
+    void prefetch_claim() noexcept { prefetch_write(&slots_[slot_hint()]); }
+
+    /// Serving thread, as it starts on a request addressed to this object: asks for the slot
+    /// (taken out with a compare-and-swap once the reply is built), and once that line is here
+    /// (`with_op`), for the operation it points to, so that delivering the reply does not wait
+    /// on lines the requester wrote while the reply is being built.
+    void prefetch_reply_path(std::uint64_t id, bool with_op) noexcept {
+        if (id & map_bit) return;
+        slot& s = slots_[id & (table_size - 1)];
+        if (!with_op) return prefetch_write(&s);
+        // A hint only: the slot may have moved on (a late reply); nothing is dereferenced.
+        if (auto* p = s.op.load(std::memory_order_relaxed)) prefetch_write(p);
+    }
+
     /// Registers a pending request and sets its id (also in `id`, since on true the registry
     /// owns the operation and may complete it at once); returns false (and leaves `op` to the
     /// caller) after close().
     bool add(std::unique_ptr<pending_base>& op, std::uint64_t& id) {
         if (closed_.load(std::memory_order_acquire)) return false;
         const auto deadline = op->deadline;
-        const std::uint32_t i = op->scatter ? nil : pop_free();
+        const std::uint32_t i = op->scatter ? nil : claim_slot();
         if (i == nil) return add_to_map(op, id);
         slot& s = slots_[i];
-        id = (++s.generation << slot_bits) | i;
+        id = (++s.generation << slot_bits) | i;  // < claimed: generations never reach 2^52
         op->id = id;
-        s.op = op.release();
+        s.op.store(op.release(), std::memory_order_relaxed);
         s.deadline_ns.store(deadline.time_since_epoch().count(), std::memory_order_relaxed);
         for (auto h = high_water_.load(std::memory_order_relaxed); h <= i;)
             if (high_water_.compare_exchange_weak(h, i + 1, std::memory_order_relaxed)) break;
@@ -359,10 +399,12 @@ public:
         }
         slot& s = slots_[id & (table_size - 1)];
         std::uint64_t expected = id;
-        if (!s.id.compare_exchange_strong(expected, 0, std::memory_order_acq_rel)) return nullptr;
-        std::unique_ptr<pending_base> op(s.op);
-        s.op = nullptr;
-        push_free(static_cast<std::uint32_t>(id & (table_size - 1)));
+        // Claimed while the operation is moved out, so no requester reuses the slot meanwhile;
+        // then free (a plain release store: requesters claim it with their own CAS).
+        if (!s.id.compare_exchange_strong(expected, claimed, std::memory_order_acq_rel)) return nullptr;
+        std::unique_ptr<pending_base> op(s.op.load(std::memory_order_relaxed));
+        s.op.store(nullptr, std::memory_order_relaxed);
+        s.id.store(0, std::memory_order_release);
         return op;
     }
 
@@ -383,7 +425,7 @@ public:
     std::size_t pending() const {
         std::size_t n = 0;
         const auto h = high_water_.load(std::memory_order_acquire);
-        for (std::uint32_t i = 0; i < h; ++i) n += slots_[i].id.load(std::memory_order_acquire) != 0;
+        for (std::uint32_t i = 0; i < h; ++i) n += is_request(slots_[i].id.load(std::memory_order_acquire));
         std::lock_guard lock(mutex_);
         return n + pending_.size();
     }
@@ -407,7 +449,7 @@ public:
         const auto h = high_water_.load(std::memory_order_acquire);
         for (std::uint32_t i = 0; i < h; ++i) {
             const auto id = slots_[i].id.load(std::memory_order_acquire);
-            if (id == 0) continue;
+            if (!is_request(id)) continue;
             if (auto op = take(id)) all.push_back(std::move(op));
         }
         for (auto& op : all) op->on_end(reason);
@@ -416,43 +458,73 @@ public:
 
     ~rpc_core() {
         // close() ran (rpc's destructor), so the table is empty; free what a racing add left.
-        for (std::uint32_t i = 0; i < table_size; ++i) delete slots_[i].op;
+        for (std::uint32_t i = 0; i < table_size; ++i) delete slots_[i].op.load(std::memory_order_relaxed);
     }
 
 private:
     static constexpr std::uint32_t nil = 0xffffffffu;
     static constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
 
+    static void prefetch_write(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+        __builtin_prefetch(p, 1, 3);
+#else
+        (void)p;
+#endif
+    }
+
+    /// A slot's id while a requester fills it or a taker empties it: neither free nor a request.
+    static constexpr std::uint64_t claimed = std::uint64_t{1} << 62;
+    /// Slots a requester probes before it gives up on the table (and uses the locked map).
+    static constexpr std::uint32_t max_probes = 64;
+
     struct slot {
-        std::atomic<std::uint64_t> id{0};      // 0: free; else (generation << slot_bits) | index
+        std::atomic<std::uint64_t> id{0};      // 0: free; claimed; else (generation << slot_bits) | index
         std::atomic<std::int64_t> deadline_ns{0};
-        pending_base* op = nullptr;            // owned while id != 0; written before id's store
-        std::uint64_t generation = 0;          // touched only by the thread that popped the slot
-        std::atomic<std::uint32_t> next{0};    // free stack link
+        // Owned while id is a request; written before id's store. Atomic (relaxed) only so that
+        // a serving thread may read it early as a prefetch hint (see prefetch_reply_path).
+        std::atomic<pending_base*> op{nullptr};
+        std::uint64_t generation = 0;          // touched only by the thread that claimed the slot
     };
 
-    static std::uint64_t pack(std::uint32_t index, std::uint32_t tag) noexcept {
-        return (std::uint64_t{tag} << 32) | index;
-    }
-    std::uint32_t pop_free() noexcept {
-        auto head = free_.load(std::memory_order_acquire);
-        for (;;) {
-            const auto index = static_cast<std::uint32_t>(head);
-            if (index == nil) return nil;
-            const auto next = slots_[index].next.load(std::memory_order_relaxed);
-            if (free_.compare_exchange_weak(head, pack(next, static_cast<std::uint32_t>(head >> 32) + 1),
-                                            std::memory_order_acquire, std::memory_order_acquire))
-                return index;
+    static bool is_request(std::uint64_t id) noexcept { return id != 0 && id != claimed; }
+
+    // Where this thread looks for a free slot first: the one it used last. One entry per thread
+    // (a thread alternating between rpc objects just starts over); threads start apart so that
+    // concurrent requesters do not probe the same slots.
+    std::uint32_t& slot_hint() noexcept {
+        struct cache {
+            const rpc_core* core = nullptr;
+            std::uint64_t uid = 0;
+            std::uint32_t slot = 0;
+        };
+        thread_local cache c;
+        if (c.core != this || c.uid != uid_) {
+            static std::atomic<std::uint32_t> threads{0};
+            thread_local const std::uint32_t start = threads.fetch_add(1, std::memory_order_relaxed) * 61;
+            c.core = this;
+            c.uid = uid_;
+            c.slot = start & (table_size - 1);
         }
+        return c.slot;
     }
-    void push_free(std::uint32_t index) noexcept {
-        auto head = free_.load(std::memory_order_relaxed);
-        for (;;) {
-            slots_[index].next.store(static_cast<std::uint32_t>(head), std::memory_order_relaxed);
-            if (free_.compare_exchange_weak(head, pack(index, static_cast<std::uint32_t>(head >> 32) + 1),
-                                            std::memory_order_release, std::memory_order_relaxed))
-                return;
+
+    // Claims a free slot (its id goes from 0 to `claimed`), or returns nil when `max_probes`
+    // slots from the hint on are all taken.
+    std::uint32_t claim_slot() noexcept {
+        auto& hint = slot_hint();
+        std::uint32_t i = hint;
+        for (std::uint32_t probe = 0; probe < max_probes; ++probe, i = (i + 1) & (table_size - 1)) {
+            auto& id = slots_[i].id;
+            std::uint64_t expected = 0;
+            // acquire: pairs with the release store of the taker that freed it (generation, op).
+            if (id.load(std::memory_order_relaxed) == 0 &&
+                id.compare_exchange_strong(expected, claimed, std::memory_order_acquire, std::memory_order_relaxed)) {
+                hint = i;
+                return i;
+            }
         }
+        return nil;
     }
 
     bool add_to_map(std::unique_ptr<pending_base>& op, std::uint64_t& id) {
@@ -548,7 +620,7 @@ private:
             for (std::uint32_t i = 0; i < h; ++i) {
                 slot& s = slots_[i];
                 const auto id = s.id.load(std::memory_order_seq_cst);
-                if (id == 0) continue;
+                if (!is_request(id)) continue;
                 const auto d = s.deadline_ns.load(std::memory_order_relaxed);
                 if (d <= now_ns) {
                     if (auto op = take(id)) expired.push_back(std::move(op));
@@ -583,7 +655,6 @@ private:
     const std::uint64_t uid_;
     std::uint64_t inbox_ = 0;
     std::unique_ptr<slot[]> slots_;
-    alignas(cache_line_size) std::atomic<std::uint64_t> free_{0};
     alignas(cache_line_size) std::atomic<std::uint32_t> high_water_{0};
     std::atomic<std::int64_t> armed_at_{never};
     std::atomic<bool> closed_{false};

@@ -94,9 +94,10 @@ protected:
     std::string producer_;
 };
 
-/// One request: completes with the first reply, an error reply, or an end reason.
+/// One request: completes with the first reply, an error reply, or an end reason. Pooled: made by
+/// the requester's thread, freed by the one that completes it.
 template <class R, class Handler>
-class request_op final : public completion_base<R, Handler> {
+class request_op final : public completion_base<R, Handler>, public pooled_allocation<request_op<R, Handler>> {
 public:
     using completion_base<R, Handler>::completion_base;
 
@@ -115,7 +116,8 @@ public:
 /// A scatter: collects replies (under the registry's lock) until every responder asked has
 /// answered or the deadline passes.
 template <class R, class Handler>
-class scatter_op final : public completion_base<gather_result<R>, Handler> {
+class scatter_op final : public completion_base<gather_result<R>, Handler>,
+                         public pooled_allocation<scatter_op<R, Handler>> {
 public:
     using completion_base<gather_result<R>, Handler>::completion_base;
 
@@ -162,6 +164,9 @@ struct serve_state {
 template <class Ret, class H, class Req>
 void serve(serve_state<H>& st, const Req& req, const message_context& ctx) {
     rpc_core& core = *st.core;
+    const reply_address to = ctx.reply_to();
+    const bool local = to && to.inbox == core.inbox();
+    if (local) core.prefetch_reply_path(to.request, false);
     reply_packet p;
     try {
         if constexpr (is_result<Ret>::value) {
@@ -179,9 +184,9 @@ void serve(serve_state<H>& st, const Req& req, const message_context& ctx) {
         p.err = courier::error(errc::handler_failed,
                                "[courier.rpc.handler_failed] responder '" + st.name + "' threw a non-standard exception");
     }
+    if (local) core.prefetch_reply_path(to.request, true);
     auto& c = core.counters().serve;
     (p.err ? c.served_failed : c.served).fetch_add(1, std::memory_order_relaxed);
-    const reply_address to = ctx.reply_to();
     if (!to) {
         c.without_reply_to.fetch_add(1, std::memory_order_relaxed);
         return;
@@ -426,6 +431,7 @@ void rpc::start(Handler&& handler, Req&& req, request_options&& o) {
     const auto& services = c.services();
     const std::string_view name = event_type_of<E>().str();
     c.counters().ask.requests.fetch_add(1, std::memory_order_relaxed);
+    if constexpr (!Scatter) c.prefetch_claim();  // overlaps the work guard's miss (in the operation)
     auto owned = std::make_unique<op_type>(H(std::forward<Handler>(handler)), services.executor, name, o.timeout,
                                            services.producer);
     auto& live = c.responders(detail::type_index_of<E>(), name);

@@ -16,13 +16,16 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <atomic>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -55,7 +58,10 @@ class saga_instance;
 
 /// State shared by a runner and its sagas (outlives the runner while handlers are queued).
 struct runner_core {
-    runner_core(runtime& r, saga_journal& j, saga_options o) : rt(r), journal(j), options(std::move(o)) {}
+    runner_core(runtime& r, saga_journal& j, saga_options o)
+        : rt(r), journal(j), options(std::move(o)), single_threaded(r.single_threaded()) {
+        if (single_threaded) shared_strand.emplace(boost::asio::make_strand(r.executor()));
+    }
     runtime& rt;
     saga_journal& journal;
     saga_options options;
@@ -64,6 +70,43 @@ struct runner_core {
     std::unordered_map<uuid, std::shared_ptr<saga_instance>> sagas;
     std::deque<uuid> finished;
     std::unordered_map<std::string, std::shared_ptr<saga_program>> programs;
+    // The program start() saw last (registered; programs are never removed): skips the map.
+    std::atomic<const saga_program*> last_program{nullptr};
+    std::atomic<std::uint64_t> interest{~std::uint64_t{0}};  // see event_interest(); all ones: not computed
+    // One thread runs every handler: sagas need no strand of their own. The engine posts to the
+    // plain executor; steps get this one strand as their executor (for timers and coroutines).
+    const bool single_threaded;
+    std::optional<saga_executor> shared_strand;
+
+    /// One bit per journal_op: whether its courier.saga.* event has a subscriber. Cached against
+    /// the bus's routes_version (packed with it in one atomic word), so a transition nobody
+    /// listens to costs a load and a compare instead of 13 route lookups' worth of checks.
+    std::uint32_t event_interest() {
+        auto& bus = rt.bus();
+        const std::uint64_t v = bus.routes_version() & ((std::uint64_t{1} << 47) - 1);
+        const auto packed = interest.load(std::memory_order_acquire);
+        if ((packed >> 16) == v) return static_cast<std::uint32_t>(packed & 0xFFFFu);
+        std::uint32_t mask = 0;
+        note<saga_started>(mask, journal_op::started);
+        note<saga_step_started>(mask, journal_op::step_started);
+        note<saga_step_completed>(mask, journal_op::step_completed);
+        note<saga_step_failed>(mask, journal_op::step_failed);
+        note<saga_waiting>(mask, journal_op::waiting);
+        note<saga_signalled>(mask, journal_op::signal_received);
+        note<saga_deadline_passed>(mask, journal_op::wait_timed_out);
+        note<saga_cancel_requested>(mask, journal_op::cancel_requested);
+        note<saga_compensating>(mask, journal_op::compensating);
+        note<saga_completed>(mask, journal_op::completed);
+        note<saga_failed>(mask, journal_op::failed);
+        note<saga_compensation_failed>(mask, journal_op::compensation_failed);
+        note<saga_cancelled>(mask, journal_op::cancelled);
+        interest.store((v << 16) | mask, std::memory_order_release);
+        return mask;
+    }
+    template <class E>
+    void note(std::uint32_t& mask, journal_op op) {
+        if (rt.bus().template has_subscribers<E>()) mask |= 1u << static_cast<unsigned>(op);
+    }
 
     void on_final(const uuid& id) {
         std::lock_guard lock(mutex);
@@ -75,8 +118,24 @@ struct runner_core {
     }
 };
 
+/// Guards the few fields `info()` reads: taken once per transition on the saga's strand and by
+/// the occasional query. Uncontended it is one atomic exchange and a store (a std::mutex pair
+/// costs ~45 instructions, 8 times per saga).
+class spin_lock {
+public:
+    void lock() noexcept {
+        while (flag_.exchange(true, std::memory_order_acquire))
+            while (flag_.load(std::memory_order_relaxed)) std::this_thread::yield();
+    }
+    void unlock() noexcept { flag_.store(false, std::memory_order_release); }
+
+private:
+    std::atomic<bool> flag_{false};
+};
+
 class saga_instance final : public attempt_sink, public std::enable_shared_from_this<saga_instance> {
 public:
+    static constexpr std::size_t inline_steps = 4;
     enum class st : std::uint8_t {
         pending, running, retry_wait, done, failed, waiting, timed_out,
         comp_running, comp_retry_wait, compensated, comp_failed,
@@ -94,11 +153,15 @@ public:
     saga_instance(std::shared_ptr<runner_core> core, std::shared_ptr<saga_program> program, uuid id,
                   std::string correlation)
         : core_(std::move(core)), program_(std::move(program)), id_(id), correlation_(std::move(correlation)),
-          strand_(boost::asio::make_strand(core_->rt.executor())), steps_(program_->steps.size()) {
+          strand_(core_->single_threaded ? *core_->shared_strand : boost::asio::make_strand(core_->rt.executor())),
+          direct_(core_->single_threaded), steps_(program_->steps.size()) {
         history_.reserve(program_->steps.size() + 1);
+        completed_order_.reserve(program_->steps.size());  // no-ops up to inline_steps
     }
 
     const uuid& id() const noexcept { return id_; }
+    /// The correlation id of the saga's events: the one given at start, or the saga id.
+    std::string correlation() const { return correlation_.empty() ? id_.to_string() : correlation_; }
     const saga_executor& strand() const noexcept { return strand_; }
     saga_program& program() const noexcept { return *program_; }
 
@@ -106,19 +169,18 @@ public:
     /// Journals `started` (before the saga is visible). Not on the strand: nobody else knows it yet.
     result<void> begin(std::unique_ptr<context_box> ctx) {
         ctx_ = std::move(ctx);
-        journal_record r;
-        r.op = journal_op::started;
+        auto& r = next_record(journal_op::started);
         r.definition = program_->name;
         r.correlation_id = correlation_;
         r.context = program_->snapshot(*ctx_);
-        if (record(std::move(r))) return {};
+        if (record(r)) return {};
         std::lock_guard lock(mutex_);
         return unexpected(courier::error(make_error_code(saga_errc::journal_io), error_));
     }
     /// Recovery: replays one record (the context comes from the last record that has one).
     void replay(const journal_record& r) {
         seq_ = r.seq;
-        apply(r);
+        apply(r, r.step.empty() ? no_index : index_of(r.step));
     }
     void restore_context(const journal_record& r) { ctx_ = program_->restore(r); }
     bool finished() const {
@@ -128,34 +190,38 @@ public:
 
     /// Runs `drive` on the strand.
     void kick() {
-        boost::asio::post(strand_, [self = shared_from_this()] { self->drive(); });
+        post([self = shared_from_this()] { self->drive(); });
     }
 
     // ------------------------------------------------------------------ requests (any thread)
     void post_signal(std::string name, nlohmann::json payload) {
-        boost::asio::post(strand_, [self = shared_from_this(), n = std::move(name), p = std::move(payload)]() mutable {
+        post([self = shared_from_this(), n = std::move(name), p = std::move(payload)]() mutable {
             self->deliver_signal(std::move(n), std::move(p));
         });
     }
     void post_cancel(std::string reason) {
-        boost::asio::post(strand_, [self = shared_from_this(), r = std::move(reason)]() mutable {
+        post([self = shared_from_this(), r = std::move(reason)]() mutable {
             self->cancel(std::move(r));
         });
     }
 
     saga_info info() const {
-        std::lock_guard lock(mutex_);
         saga_info i;
         i.id = id_;
         i.definition = program_->name;
-        i.correlation_id = correlation_;
-        i.state = state_;
-        i.current_step = current_step_;
-        i.history = history_;
-        i.context = snapshot_ ? snapshot_->to_json() : nlohmann::json();
-        i.error = error_;
-        i.started_at = started_at_;
-        i.updated_at = updated_at_;
+        i.correlation_id = correlation();
+        std::shared_ptr<const context_box> snapshot;
+        {
+            std::lock_guard lock(mutex_);
+            i.state = state_;
+            i.current_step = current_step_;
+            i.history.assign(history_.begin(), history_.end());
+            i.error = error_;
+            i.started_at = started_at_;
+            i.updated_at = updated_at_;
+            snapshot = snapshot_;
+        }
+        i.context = snapshot ? snapshot->to_json() : nlohmann::json();  // the user's to_json, unlocked
         return i;
     }
     saga_state state() const {
@@ -167,7 +233,7 @@ public:
     void finish_attempt(std::size_t idx, attempt_kind kind, std::uint64_t token, std::exception_ptr error,
                         bool on_strand) override {
         if (!on_strand) {
-            boost::asio::post(strand_, [self = shared_from_this(), idx, kind, token, e = std::move(error)]() mutable {
+            post([self = shared_from_this(), idx, kind, token, e = std::move(error)]() mutable {
                 self->finish_attempt(idx, kind, token, std::move(e), true);
             });
             return;
@@ -181,14 +247,14 @@ public:
             s.timer = 0;
         }
         const auto& spec = program_->steps[idx];
-        journal_record r;
+        auto& r = next_record(journal_op::step_completed);
         r.step = spec.name;
         r.kind = kind;
         if (!error) {
             r.op = journal_op::step_completed;
             r.attempt = kind == attempt_kind::action ? s.attempts : s.comp_attempts;
             if (kind == attempt_kind::action) r.context = program_->snapshot(*ctx_);
-            if (!record(std::move(r))) return;
+            if (!record(r, idx)) return;
         } else {
             const std::uint32_t n = kind == attempt_kind::action ? s.attempts : s.comp_attempts;
             const retry_policy& policy =
@@ -201,19 +267,48 @@ public:
             if (retry) r.due = now() + policy.delay_after(n);
             // The failed attempt's changes to the context are discarded, as recovery would.
             if (kind == attempt_kind::action && snapshot_) restore_snapshot();
-            if (!record(std::move(r))) return;
+            if (!record(r, idx)) return;
             if (retry) arm_retry(idx);
         }
         drive();
     }
+    std::weak_ptr<attempt_sink> weak_sink() override { return std::weak_ptr<attempt_sink>(shared_from_this()); }
 
 private:
+    // Runs `f` on the saga's strand (on a one-thread runtime: on the executor, which is the same).
+    template <class F>
+    void post(F&& f) {
+        if (direct_) boost::asio::post(core_->rt.executor(), std::forward<F>(f));
+        else boost::asio::post(strand_, std::forward<F>(f));
+    }
+
     // ------------------------------------------------------------------ journal
     time_point now() const { return core_->rt.clock().now(); }
 
-    /// Appends `r` to the journal, then applies it. On a journal failure nothing changes and the
-    /// saga halts where it is (recover() on a healthy journal resumes it).
-    bool record(journal_record r) {
+    /// The record of the next transition: one object, reset and reused (building and destroying a
+    /// journal_record, five strings and two JSON values, cost ~200 instructions a transition).
+    /// Valid until the next call; record() never nests on one saga (requests are posted).
+    journal_record& next_record(journal_op op) {
+        auto& r = scratch_;
+        r.op = op;
+        r.step.clear();
+        r.kind = attempt_kind::action;
+        r.attempt = 0;
+        r.due = time_point{};
+        r.error.clear();
+        r.definition.clear();
+        r.correlation_id.clear();
+        r.signal.clear();
+        if (!r.payload.is_null()) r.payload = nullptr;
+        r.context.reset();
+        if (!r.context_json.is_null()) r.context_json = nullptr;
+        return r;
+    }
+
+    /// Appends `r` to the journal, then applies it (`idx`: the step it concerns, when the caller
+    /// knows it). On a journal failure nothing changes and the saga halts where it is (recover()
+    /// on a healthy journal resumes it).
+    bool record(journal_record& r, std::size_t idx = no_index) {
         r.saga_id = id_;
         r.seq = ++seq_;
         r.at = now();
@@ -224,7 +319,8 @@ private:
             error_ = ok.error().message;
             return false;
         }
-        apply(r);
+        if (idx == no_index && !r.step.empty()) idx = index_of(r.step);
+        apply(r, idx);
         publish(r);
         if (is_final(r.op)) {
             if (r.op == journal_op::compensation_failed) record_dead_letter(r);
@@ -261,7 +357,7 @@ private:
     }
 
     /// The state change a record describes (live and on replay).
-    void apply(const journal_record& r) {
+    void apply(const journal_record& r, std::size_t idx) {
         std::lock_guard lock(mutex_);
         updated_at_ = r.at;
         switch (r.op) {
@@ -271,7 +367,7 @@ private:
             snapshot_ = snapshot_of(r);
             break;
         case journal_op::step_started: {
-            auto& s = steps_[index_of(r.step)];
+            auto& s = steps_[idx];
             if (auto* open = open_attempt(r.step, r.kind)) {
                 open->finished = r.at;
                 open->error = "interrupted by a restart";
@@ -288,7 +384,6 @@ private:
             break;
         }
         case journal_op::step_completed: {
-            const auto idx = index_of(r.step);
             finish_history(r, true);
             if (r.kind == attempt_kind::compensation) {
                 steps_[idx].status = st::compensated;
@@ -301,7 +396,7 @@ private:
             break;
         }
         case journal_op::step_failed: {
-            auto& s = steps_[index_of(r.step)];
+            auto& s = steps_[idx];
             finish_history(r, false);
             const bool retry = r.due != time_point{};
             s.due = r.due;
@@ -317,7 +412,7 @@ private:
             break;
         }
         case journal_op::waiting: {
-            auto& s = steps_[index_of(r.step)];
+            auto& s = steps_[idx];
             s.status = st::waiting;
             s.due = r.due;
             state_ = saga_state::waiting;
@@ -329,7 +424,6 @@ private:
             if (r.step.empty()) {
                 inbox_[r.signal] = r.payload;
             } else {
-                const auto idx = index_of(r.step);
                 finish_history(r, true);
                 inbox_.erase(r.signal);
                 steps_[idx].status = st::done;
@@ -340,7 +434,6 @@ private:
             }
             break;
         case journal_op::wait_timed_out: {
-            const auto idx = index_of(r.step);
             finish_history(r, false);
             steps_[idx].status = st::timed_out;
             state_ = saga_state::running;
@@ -399,17 +492,15 @@ private:
                     }
                 }
                 if (busy) return;
-                journal_record r;
-                r.op = journal_op::compensating;
+                auto& r = next_record(journal_op::compensating);
                 r.error = error_;
-                if (!record(std::move(r))) return;
+                if (!record(r)) return;
                 drive();
                 return;
             }
             if (cursor_ >= program_->nodes.size()) {
-                journal_record r;
-                r.op = journal_op::completed;
-                record(std::move(r));
+                auto& r = next_record(journal_op::completed);
+                record(r);
                 return;
             }
             const auto& node = program_->nodes[cursor_];
@@ -424,13 +515,12 @@ private:
                         return;
                     }
                     if (s.status == st::pending) {
-                        journal_record r;
-                        r.op = journal_op::waiting;
+                        auto& r = next_record(journal_op::waiting);
                         r.step = spec.name;
                         r.kind = attempt_kind::signal;
                         r.attempt = 1;
                         r.due = now() + spec.deadline;
-                        if (!record(std::move(r))) return;
+                        if (!record(r, idx)) return;
                     }
                     arm_wait(idx);
                 }
@@ -459,23 +549,21 @@ private:
                 if (!s.live) arm_retry(idx);
                 return;
             case st::comp_failed: {
-                journal_record r;
-                r.op = journal_op::compensation_failed;
+                auto& r = next_record(journal_op::compensation_failed);
                 r.step = program_->steps[idx].name;
                 r.kind = attempt_kind::compensation;
                 r.attempt = s.comp_attempts;
                 r.error = "[courier.saga.compensation_failed] compensation of step '" + r.step + "' failed after " +
                           std::to_string(s.comp_attempts) + " attempts: " + last_error_of(r.step);
-                record(std::move(r));
+                record(r, idx);
                 return;
             }
             default: return;
             }
         }
-        journal_record r;
-        r.op = cancel_requested_ ? journal_op::cancelled : journal_op::failed;
+        auto& r = next_record(cancel_requested_ ? journal_op::cancelled : journal_op::failed);
         r.error = error_;
-        record(std::move(r));
+        record(r);
     }
 
     std::string last_error_of(const std::string& step) const {
@@ -494,12 +582,11 @@ private:
 
     void start_attempt(std::size_t idx, attempt_kind kind, std::uint32_t attempt) {
         const auto& spec = program_->steps[idx];
-        journal_record r;
-        r.op = journal_op::step_started;
+        auto& r = next_record(journal_op::step_started);
         r.step = spec.name;
         r.kind = kind;
         r.attempt = attempt;
-        if (!record(std::move(r))) return;
+        if (!record(r, idx)) return;
         auto& s = steps_[idx];
         s.live = true;
         const auto token = ++s.token;
@@ -508,7 +595,7 @@ private:
             s.timer = core_->rt.timers().schedule_after(spec.options.timeout, [weak, idx, kind, token] {
                 auto self = weak.lock();
                 if (!self) return;
-                boost::asio::post(self->strand_, [self, idx, kind, token] {
+                self->post([self, idx, kind, token] {
                     if (self->steps_[idx].token != token) return;
                     self->steps_[idx].timer = 0;
                     const auto& sp = self->program_->steps[idx];
@@ -527,7 +614,7 @@ private:
             invoke(idx, kind, attempt, token);
             --inline_depth_;
         } else {
-            boost::asio::post(strand_, [self = shared_from_this(), idx, kind, attempt, token] {
+            post([self = shared_from_this(), idx, kind, attempt, token] {
                 self->invoke(idx, kind, attempt, token);
             });
         }
@@ -537,8 +624,9 @@ private:
         if (core_->closed.load(std::memory_order_acquire)) return;
         if (steps_[idx].token != token || !steps_[idx].live) return;
         step_env env{id_, program_->steps[idx].name, attempt, kind, strand_};
-        program_->invoke(idx, kind, *ctx_, std::move(env),
-                         attempt_ticket{std::weak_ptr<attempt_sink>(shared_from_this()), idx, kind, token});
+        std::exception_ptr error;
+        if (program_->invoke(idx, kind, *ctx_, std::move(env), ticket_source{this, idx, kind, token}, error))
+            finish_attempt(idx, kind, token, std::move(error), true);  // a synchronous step: done here
     }
 
     // Schedules `fire(self, step)` on the saga's strand at steps_[idx].due. A later arm or a
@@ -552,7 +640,7 @@ private:
         s.timer = core_->rt.timers().schedule_at(s.due, [weak, idx, token, fire] {
             auto self = weak.lock();
             if (!self) return;
-            boost::asio::post(self->strand_, [self, idx, token, fire] {
+            self->post([self, idx, token, fire] {
                 auto& st_ = self->steps_[idx];
                 if (!st_.live || st_.token != token || self->core_->closed.load(std::memory_order_acquire)) return;
                 st_.live = false;
@@ -576,14 +664,13 @@ private:
     void arm_wait(std::size_t idx) {
         arm_timer(idx, [idx](saga_instance& self, step_rt&) {
             const auto& spec = self.program_->steps[idx];
-            journal_record r;
-            r.op = journal_op::wait_timed_out;
+            auto& r = self.next_record(journal_op::wait_timed_out);
             r.step = spec.name;
             r.kind = attempt_kind::signal;
             r.attempt = 1;
             r.error = "[courier.saga.deadline_passed] no signal '" + spec.signal + "' before the deadline of '" +
                       spec.name + "'";
-            if (self.record(std::move(r))) self.drive();
+            if (self.record(r, idx)) self.drive();
         });
     }
 
@@ -594,13 +681,12 @@ private:
             program_->apply_signal(idx, *ctx_, payload);
         } catch (...) {
             restore_snapshot();
-            journal_record f;
-            f.op = journal_op::step_failed;
+            auto& f = next_record(journal_op::step_failed);
             f.step = spec.name;
             f.kind = attempt_kind::signal;
             f.attempt = 1;
             f.error = "signal handler failed: " + describe_exception(std::current_exception());
-            if (!record(std::move(f))) return false;
+            if (!record(f, idx)) return false;
             {
                 std::lock_guard lock(mutex_);
                 failing_ = true;
@@ -609,15 +695,14 @@ private:
             steps_[idx].status = st::failed;
             return true;
         }
-        journal_record r;
-        r.op = journal_op::signal_received;
+        auto& r = next_record(journal_op::signal_received);
         r.step = spec.name;
         r.kind = attempt_kind::signal;
         r.attempt = 1;
         r.signal = spec.signal;
         r.payload = std::move(payload);
         r.context = program_->snapshot(*ctx_);
-        return record(std::move(r));
+        return record(r, idx);
     }
 
     void deliver_signal(std::string name, nlohmann::json payload) {
@@ -631,20 +716,18 @@ private:
                 return;
             }
         }
-        journal_record r;
-        r.op = journal_op::signal_received;
+        auto& r = next_record(journal_op::signal_received);
         r.signal = std::move(name);
         r.payload = std::move(payload);
-        record(std::move(r));
+        record(r);
     }
 
     void cancel(std::string reason) {
         if (core_->closed.load(std::memory_order_acquire) || halted_ || is_final(state_) || cancel_requested_) return;
         if (state_ == saga_state::compensating) return;  // already undoing
-        journal_record r;
-        r.op = journal_op::cancel_requested;
+        auto& r = next_record(journal_op::cancel_requested);
         r.error = std::move(reason);
-        if (record(std::move(r))) drive();
+        if (record(r)) drive();
     }
 
     // ------------------------------------------------------------------ reporting
@@ -661,7 +744,7 @@ private:
         e.attempt = r.attempt;
         e.error = r.error;
         publish_options o;
-        o.correlation_id = correlation_;
+        o.correlation_id = correlation();
         try {
             (void)bus.publish(std::move(e), std::move(o));
         } catch (...) {
@@ -671,6 +754,7 @@ private:
 
     void publish(const journal_record& r) {
         if (!core_->options.publish_events) return;
+        if (!(core_->event_interest() & (1u << static_cast<unsigned>(r.op)))) return;
         switch (r.op) {
         case journal_op::started: return emit<saga_started>(r);
         case journal_op::step_started: return emit<saga_step_started>(r);
@@ -701,7 +785,7 @@ private:
         ev.error = r.error;
         event_metadata md;
         md.producer = core_->rt.services().producer;
-        md.correlation_id = correlation_;
+        md.correlation_id = correlation();
         courier::dead_letter d;
         d.message = make_envelope(ev, r.at, std::move(md));
         d.subscription = "courier.saga/" + program_->name;
@@ -724,13 +808,16 @@ private:
     std::shared_ptr<runner_core> core_;
     std::shared_ptr<saga_program> program_;
     uuid id_;
-    std::string correlation_;
-    saga_executor strand_;
+    std::string correlation_;  // empty: the saga id
+    saga_executor strand_;     // its own, or the runner's one on a one-thread runtime
+    bool direct_ = false;      // one-thread runtime: post to the executor, not through strand_
     std::unique_ptr<context_box> ctx_;  // the live context (strand only)
+    journal_record scratch_;            // see next_record() (strand only)
 
     // Strand-only engine state (written under mutex_ where info() reads it).
-    std::vector<step_rt> steps_;
-    std::vector<std::size_t> completed_order_;
+    // Inline for sagas of a few steps: the instance is then one allocation, not four.
+    boost::container::small_vector<step_rt, inline_steps> steps_;
+    boost::container::small_vector<std::size_t, inline_steps> completed_order_;
     std::map<std::string, nlohmann::json> inbox_;  // signals that arrived before their wait
     std::size_t cursor_ = 0;
     std::uint64_t seq_ = 0;
@@ -740,10 +827,10 @@ private:
     static constexpr int max_inline_depth = 8;
     int inline_depth_ = 0;  // nested synchronous step calls on the strand
 
-    mutable std::mutex mutex_;  // guards what info() reads
+    mutable spin_lock mutex_;  // guards what info() reads
     saga_state state_ = saga_state::running;
     std::string current_step_;
-    std::vector<saga_attempt> history_;
+    boost::container::small_vector<saga_attempt, inline_steps + 1> history_;
     std::shared_ptr<const context_box> snapshot_;
     std::string error_;
     time_point started_at_{};

@@ -57,6 +57,7 @@ struct attempt_sink {
     virtual ~attempt_sink() = default;
     virtual void finish_attempt(std::size_t step, attempt_kind kind, std::uint64_t token, std::exception_ptr error,
                                 bool on_strand) = 0;
+    virtual std::weak_ptr<attempt_sink> weak_sink() = 0;
 };
 
 // Holds the saga weakly: a completion kept by user code past the runner's life does nothing.
@@ -68,6 +69,16 @@ struct attempt_ticket {
     void operator()(std::exception_ptr e, bool on_strand) const {
         if (auto s = sink.lock()) s->finish_attempt(step, kind, token, std::move(e), on_strand);
     }
+};
+
+// What an asynchronous step (callback or coroutine) makes its ticket from; a synchronous step
+// reports its outcome by return value and never pays for the ticket's weak pointer.
+struct ticket_source {
+    attempt_sink* sink = nullptr;
+    std::size_t step = 0;
+    attempt_kind kind = attempt_kind::action;
+    std::uint64_t token = 0;
+    attempt_ticket make() const { return {sink->weak_sink(), step, kind, token}; }
 };
 
 /// A typed context the engine holds without knowing the type.
@@ -123,8 +134,11 @@ public:
         return {};
     }
 
-    /// Runs the action or compensation of `step` on the strand; it reports through `done`.
-    virtual void invoke(std::size_t step, attempt_kind kind, context_box& ctx, step_env env, attempt_ticket done) = 0;
+    /// Runs the action or compensation of `step` on the strand. A synchronous step returns true
+    /// with its outcome in `error`; an asynchronous one returns false and reports later through a
+    /// ticket made from `done`.
+    virtual bool invoke(std::size_t step, attempt_kind kind, context_box& ctx, step_env env, const ticket_source& done,
+                        std::exception_ptr& error) = 0;
     /// Folds a signal's payload into the context (the wait's handler, if any).
     virtual void apply_signal(std::size_t step, context_box& ctx, const nlohmann::json& payload) = 0;
     /// An immutable copy of the context, for the journal and for queries.

@@ -10,13 +10,13 @@
 #include <courier/core/error.hpp>
 #include <courier/core/result.hpp>
 #include <courier/stream/batch.hpp>
+#include <courier/stream/detail/pending_list.hpp>
 #include <courier/stream/detail/stream_state.hpp>
 #include <courier/stream/stream_options.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <limits>
 #include <map>
 #include <memory>
@@ -30,22 +30,11 @@ namespace detail {
 
 inline constexpr std::uint32_t no_member = std::numeric_limits<std::uint32_t>::max();
 
-/// One delivered, not yet acked record. Acked entries are popped from the front, and the
-/// others swept out once they outnumber the unacked ones (see update_committed_locked), so a
-/// member that never acks keeps the list at about twice its unacked records, not growing.
-struct pel_entry {
-    std::uint64_t offset;
-    std::uint32_t owner;
-    std::uint32_t deliveries;
-    time_point last;
-    bool acked;
-};
-
 struct group_partition {
     std::mutex mutex;
     std::uint64_t next = 0;  // next offset to deliver (Redis' last-delivered-id + 1)
     std::shared_ptr<const segment> cursor;
-    std::deque<pel_entry> pel;  // ascending offsets
+    pending_list pel;  // ascending offsets
     std::size_t unacked = 0;
     std::uint32_t owner = no_member;
     std::atomic<std::uint64_t> committed{0};
@@ -56,9 +45,7 @@ struct group_partition {
         // An unacked entry at the front (a dead member's) keeps every acked one behind it: sweep
         // them out when they outnumber the unacked ones. Amortized O(1) per ack, and claims and
         // XPENDING then scan O(unacked) entries.
-        if (pel.size() > 2 * unacked + 64) {
-            pel.erase(std::remove_if(pel.begin(), pel.end(), [](const pel_entry& e) { return e.acked; }), pel.end());
-        }
+        if (pel.size() > 2 * unacked + 64) pel.remove_acked();
         committed.store(pel.empty() ? next : pel.front().offset, std::memory_order_release);
     }
     // Drops the entries whose records retention removed (a prefix: the list is in offset
@@ -76,9 +63,8 @@ struct group_partition {
     }
     // Index of the entry for `offset`, at or after `from`, or pel.size().
     std::size_t find_locked(std::uint64_t offset, std::size_t from = 0) const {
-        auto it = std::lower_bound(pel.begin() + static_cast<std::ptrdiff_t>(from), pel.end(), offset,
-                                   [](const pel_entry& e, std::uint64_t o) { return e.offset < o; });
-        return it != pel.end() && it->offset == offset ? static_cast<std::size_t>(it - pel.begin()) : pel.size();
+        const auto at = pel.lower_bound(offset, from);
+        return at < pel.size() && pel[at].offset == offset ? at : pel.size();
     }
 };
 
@@ -212,8 +198,13 @@ public:
         auto& gp = *parts_[p];
         auto& log = stream_->part(p);
         std::lock_guard lock(gp.mutex);
-        settle_locked(gp, p);
         if (gp.owner != id) return 0;  // reassigned since the member looked
+        // Nothing pending and nothing new: one load of the partition's end (a line the appending
+        // thread writes), no look at its start or its segment, which a member that polls a
+        // partition it has caught up with would otherwise pull away from the producer per poll.
+        // (With nothing pending there is nothing for settle_locked to settle.)
+        if (gp.pel.empty() && gp.next >= log.end_offset()) return 0;
+        settle_locked(gp, p);
         read_span span;
         auto status = log.read(gp.cursor, gp.next, max, span);
         if (status == read_status::trimmed) {
@@ -225,6 +216,8 @@ public:
         }
         if (status != read_status::ok) return 0;
         const stream_record* recs = span.seg->data() + span.first;
+        gp.pel.reserve_more(span.count);
+        out.items_.reserve(out.items_.size() + span.count);
         for (std::uint32_t i = 0; i < span.count; ++i) {
             gp.pel.push_back(pel_entry{recs[i].offset, id, 1, now, false});
             out.items_.push_back(delivery{p, 1, &recs[i]});
@@ -321,7 +314,8 @@ public:
             auto& gp = *parts_[p];
             std::lock_guard lock(gp.mutex);
             settle_locked(gp, p);
-            for (auto& e : gp.pel) {
+            for (std::size_t i = 0; i < gp.pel.size(); ++i) {
+                const auto& e = gp.pel[i];
                 if (e.acked) continue;
                 if (out.size() >= max) break;
                 out.push_back(pending_entry{p, e.offset, {}, e.deliveries, now - e.last});
@@ -340,7 +334,8 @@ public:
             auto& gpp = parts_[p];
             std::lock_guard lock(gpp->mutex);
             settle_locked(*gpp, p);
-            for (auto& e : gpp->pel) {
+            for (std::size_t i = 0; i < gpp->pel.size(); ++i) {
+                const auto& e = gpp->pel[i];
                 if (e.acked) continue;
                 ++s.count;
                 ++per[e.owner];

@@ -31,12 +31,13 @@ inline constexpr std::uint64_t no_offset = std::numeric_limits<std::uint64_t>::m
 /// Storage of segments that retention or compaction freed, kept for the next ones: a stream in
 /// steady state (appending as fast as it trims) then never touches fresh memory, whose page
 /// faults cost more than the appends themselves. Shared by the partition and its segments, so
-/// a segment a reader frees late still finds it.
+/// a segment a reader frees late still finds it. A block holds `capacity` records followed by
+/// their sizes (one 32-bit word each, see segment::size_at).
 class segment_pool {
 public:
     segment_pool(std::uint32_t capacity, std::size_t keep) : capacity_(capacity), keep_(keep) {}
     ~segment_pool() {
-        for (auto* p : free_) std::allocator<stream_record>().deallocate(p, capacity_);
+        for (auto* p : free_) release(p);
     }
     segment_pool(const segment_pool&) = delete;
     segment_pool& operator=(const segment_pool&) = delete;
@@ -51,7 +52,8 @@ public:
                 return p;
             }
         }
-        return std::allocator<stream_record>().allocate(capacity_);
+        static_assert(alignof(stream_record) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+        return static_cast<stream_record*>(::operator new(block_bytes()));
     }
     void give(stream_record* p) noexcept {
         {
@@ -61,11 +63,14 @@ public:
                 return;
             }
         }
-        std::allocator<stream_record>().deallocate(p, capacity_);
+        release(p);
     }
     void reserve() { free_.reserve(keep_); }
 
 private:
+    std::size_t block_bytes() const noexcept { return std::size_t{capacity_} * (sizeof(stream_record) + sizeof(std::uint32_t)); }
+    void release(stream_record* p) noexcept { ::operator delete(static_cast<void*>(p), block_bytes()); }
+
     const std::uint32_t capacity_;
     const std::size_t keep_;
     std::mutex mutex_;
@@ -79,10 +84,15 @@ private:
 class segment {
 public:
     segment(std::uint64_t base, std::shared_ptr<segment_pool> pool, bool dense)
-        : base_(base), capacity_(pool->capacity()), dense_(dense), pool_(std::move(pool)), records_(pool_->take()) {}
+        : base_(base), capacity_(pool->capacity()), dense_(dense), pool_(std::move(pool)), records_(pool_->take()),
+          sizes_(reinterpret_cast<std::uint32_t*>(records_ + capacity_)) {}
     ~segment() {
-        const auto n = count_.load(std::memory_order_acquire);
-        for (std::uint32_t i = 0; i < n; ++i) std::destroy_at(&records_[i]);
+        // Records whose strings all sit in their small-string buffers and that have no headers
+        // own nothing: their destructors would only read them again (cold memory by now).
+        if (owns_memory_) {
+            const auto n = count_.load(std::memory_order_acquire);
+            for (std::uint32_t i = 0; i < n; ++i) std::destroy_at(&records_[i]);
+        }
         pool_->give(records_);
     }
     segment(const segment&) = delete;
@@ -98,6 +108,15 @@ public:
     bool full() const noexcept { return count_.load(std::memory_order_relaxed) == capacity_; }
     const stream_record& at(std::uint32_t i) const noexcept { return records_[i]; }
     const stream_record* data() const noexcept { return records_; }
+    bool dense() const noexcept { return dense_; }
+    /// Record `i`'s size_bytes(), from a side array (16 per cache line), so that retention
+    /// does not read the record itself.
+    std::size_t size_at(std::uint32_t i) const noexcept {
+        const auto n = sizes_[i];
+        return n == large_size ? records_[i].size_bytes() : n;
+    }
+    /// Record `i`'s offset (a dense segment computes it without reading the record).
+    std::uint64_t offset_at(std::uint32_t i) const noexcept { return dense_ ? base_ + i : records_[i].offset; }
 
     /// Index of the first of the `n` first records whose offset is >= pos (n if none).
     std::uint32_t locate(std::uint64_t pos, std::uint32_t n) const noexcept {
@@ -115,6 +134,7 @@ public:
     void push(stream_record&& r) {
         const auto n = count_.load(std::memory_order_relaxed);
         std::construct_at(&records_[n], std::move(r));
+        note_written(n);
         count_.store(n + 1, std::memory_order_release);  // publishes the record to lock-free readers
     }
     /// Builds the next record in place from what `make` returns (guaranteed copy elision: no
@@ -123,11 +143,13 @@ public:
     void emplace(Make&& make) {
         const auto n = count_.load(std::memory_order_relaxed);
         ::new (static_cast<void*>(&records_[n])) stream_record(make());
+        note_written(n);
         count_.store(n + 1, std::memory_order_release);
     }
     void push_copy(const stream_record& r) {
         const auto n = count_.load(std::memory_order_relaxed);
         std::construct_at(&records_[n], r);
+        note_written(n);
         count_.store(n + 1, std::memory_order_release);
     }
     /// No record will be added; `end` is where the next segment starts.
@@ -137,11 +159,28 @@ public:
     }
 
 private:
+    static constexpr std::uint32_t large_size = std::numeric_limits<std::uint32_t>::max();
+
+    static bool in_small_buffer(const std::string& str) noexcept {
+        const auto* p = reinterpret_cast<const char*>(str.data());
+        const auto* self = reinterpret_cast<const char*>(&str);
+        return p >= self && p < self + sizeof(std::string);
+    }
+    // Records the size of the record just built at `i` and whether it owns memory.
+    void note_written(std::uint32_t i) noexcept {
+        const auto& r = records_[i];
+        const auto size = r.size_bytes();
+        sizes_[i] = size < large_size ? static_cast<std::uint32_t>(size) : large_size;
+        if (r.headers || !in_small_buffer(r.payload) || !in_small_buffer(r.key)) owns_memory_ = true;
+    }
+
     const std::uint64_t base_;
     const std::uint32_t capacity_;
     const bool dense_;
+    bool owns_memory_ = false;  // written by the writer; read by the destructor (after the last reader)
     std::shared_ptr<segment_pool> pool_;
     stream_record* records_;
+    std::uint32_t* sizes_;
     std::atomic<std::uint32_t> count_{0};
     std::atomic<std::uint64_t> end_{no_offset};
     std::atomic<bool> sealed_{false};
@@ -377,13 +416,17 @@ private:
     bool trim_one_locked() {
         if (records_ == 0) return false;
         const auto& f = *segments_.front();
-        const auto& r = f.at(front_idx_);
-        bytes_ -= r.size_bytes();
+        // Size and offset without reading the record (64 Ki records back: cold memory).
+        const auto offset = f.offset_at(front_idx_);
+        bytes_ -= f.size_at(front_idx_);
         --records_;
-        if (compact_ && !r.key.empty()) {
-            if (auto it = latest_.find(r.key); it != latest_.end() && it->second == r.offset) latest_.erase(it);
+        if (compact_) {
+            const auto& r = f.at(front_idx_);
+            if (!r.key.empty()) {
+                if (auto it = latest_.find(r.key); it != latest_.end() && it->second == r.offset) latest_.erase(it);
+            }
         }
-        start_.store(r.offset + 1, std::memory_order_release);
+        start_.store(offset + 1, std::memory_order_release);
         ++totals_.trimmed;
         ++front_idx_;
         pop_exhausted_front_locked();
@@ -402,7 +445,7 @@ private:
 
     // Removes sealed front segments whose records are all trimmed (never the active one).
     void pop_exhausted_front_locked() {
-        while (segments_.size() > 1 && front_idx_ >= segments_.front()->count() && segments_.front()->sealed()) {
+        while (front_idx_ >= segments_.front()->count() && segments_.size() > 1 && segments_.front()->sealed()) {
             {
                 std::unique_lock lock(index_mutex_);
                 segments_.pop_front();

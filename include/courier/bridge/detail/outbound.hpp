@@ -1,0 +1,260 @@
+// The outbound side of a bridge without per-message copies: an event is encoded once, straight
+// from the bus's message (the bytes `encode(ctx.to_envelope())` gives, without building the
+// envelope), into an `outbound_item` that the outbox and the in-flight window hold; the I/O thread
+// shows it to the transport through one reused `wire_message` (no allocation per publish).
+// `in_flight_window` replaces a map node per message by a ring indexed by sequence number.
+#pragma once
+
+#include <courier/bridge/detail/wire.hpp>
+#include <courier/bridge/transport.hpp>
+#include <courier/bus/message_context.hpp>
+#include <courier/bus/reply_address.hpp>
+#include <courier/core/config.hpp>
+#include <courier/core/uuid.hpp>
+#include <courier/event/detail/json_text.hpp>
+#include <courier/event/envelope_codec.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+COURIER_BEGIN_NAMESPACE
+namespace bridge::detail {
+
+/// One outbound message as the outbox and the in-flight window hold it. The event id and type
+/// are not copied: the id is 16 bytes, the type is read back from the payload (it is the
+/// envelope's first field); the topic is the route's, owned by the bridge.
+struct outbound_item {
+    std::string payload;                 ///< the envelope as JSON (the bytes `encode` gives)
+    std::string key;                     ///< ordering key ("" = none)
+    const std::string* topic = nullptr;  ///< the route's topic (outlives the item); null: the event type
+    uuid event_id{};
+    std::uint32_t type_offset = 0;  ///< event_type is payload.substr(type_offset, type_size) ...
+    std::uint32_t type_size = 0;
+    std::string type_fallback;  ///< ... unless the type needed JSON escapes (never for a valid name)
+
+    std::string_view event_type() const noexcept {
+        if (!type_fallback.empty()) return type_fallback;
+        return std::string_view(payload).substr(type_offset, type_size);
+    }
+    std::string_view destination() const noexcept { return topic != nullptr && !topic->empty() ? std::string_view(*topic) : event_type(); }
+};
+
+inline bool json_plain(std::string_view s) noexcept {
+    for (char ch : s) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) return false;
+    }
+    return true;
+}
+
+/// Encodes the message a handler sees into `out`: the same bytes as
+/// `encode(ctx.to_envelope())`, with the data serialized once (the bus caches it per message)
+/// and no envelope, header map or metadata strings built on the way.
+inline void encode_outbound(outbound_item& out, const message_context& ctx) {
+    const auto& m = ctx.message();
+    const std::string_view type = m.event_type();
+    std::string& s = out.payload;
+    s.clear();
+    const auto& data = m.data_json();
+    std::string data_text = data.is_discarded() ? std::string("null")
+                                                : data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    s.reserve(232 + type.size() + data_text.size() + ctx.producer().size() + ctx.trace_id().size() +
+              ctx.correlation_id().size() + m.key().size());
+    s += "{\"event_type\":";
+    if (json_plain(type)) {
+        s += '"';
+        out.type_offset = static_cast<std::uint32_t>(s.size());
+        out.type_size = static_cast<std::uint32_t>(type.size());
+        s += type;
+        s += '"';
+        out.type_fallback.clear();
+    } else {
+        courier::detail::append_json_string(s, type);
+        out.type_fallback.assign(type);
+    }
+    out.event_id = m.event_id();
+    char buf[uuid::text_size > courier::rfc3339_size ? uuid::text_size : courier::rfc3339_size];
+    s += ",\"event_id\":\"";
+    s.append(buf, static_cast<std::size_t>(out.event_id.to_chars(buf) - buf));
+    s += "\",\"timestamp\":\"";
+    s.append(buf, static_cast<std::size_t>(courier::format_rfc3339_to(buf, m.timestamp) - buf));
+    s += "\",\"version\":";
+    s += std::to_string(courier::detail::message_base::version_of(type));
+    s += ",\"data\":";
+    s += data_text;
+    s += ",\"metadata\":{\"producer\":";
+    courier::detail::append_json_string(s, ctx.producer());
+    s += ",\"trace_id\":";
+    courier::detail::append_json_string(s, ctx.trace_id());
+    s += ",\"correlation_id\":";
+    courier::detail::append_json_string(s, ctx.correlation_id());
+    s += ",\"causation_id\":";
+    if (m.causation_id().is_nil()) {
+        s += "\"\"";
+    } else {
+        s += '"';
+        s.append(buf, static_cast<std::size_t>(m.causation_id().to_chars(buf) - buf));
+        s += '"';
+    }
+    s += "},\"headers\":{";
+    const auto& trace = m.trace();
+    const reply_address reply = m.reply_to();
+    out.key.assign(m.key());  // to_wire's key: the envelope's courier-key header
+    if ((!trace || trace->headers.empty()) && !reply) {
+        // The common case: no free headers, at most the key.
+        if (!out.key.empty()) {
+            courier::detail::append_json_string(s, header_key);
+            s += ':';
+            courier::detail::append_json_string(s, out.key);
+        }
+    } else {
+        // As to_envelope: the trace's headers, then the key and the reply address over them,
+        // written in the map's (sorted) order.
+        std::map<std::string, std::string> headers;
+        if (trace) headers = trace->headers;
+        if (!out.key.empty()) headers[std::string(header_key)] = out.key;
+        if (reply) headers[std::string(reply_address::header)] = reply.to_string();
+        if (auto k = headers.find(std::string(header_key)); k != headers.end()) out.key = k->second;
+        bool first = true;
+        for (const auto& [k, v] : headers) {
+            if (!first) s += ',';
+            first = false;
+            courier::detail::append_json_string(s, k);
+            s += ':';
+            courier::detail::append_json_string(s, v);
+        }
+    }
+    s += "}}";
+}
+
+/// Shows `item` to a transport through `w`, reusing its strings' capacity (`payload` is swapped
+/// in: swap it back after the call with `release_wire`).
+inline void lend_wire(wire_message& w, outbound_item& item) {
+    const std::string_view type = item.event_type();
+    w.topic.assign(item.destination());
+    w.key.assign(item.key);
+    w.event_id.resize(uuid::text_size);
+    item.event_id.to_chars(w.event_id.data());
+    w.event_type.assign(type);
+    w.payload.swap(item.payload);
+    const std::size_t n = item.key.empty() ? 2 : 3;
+    if (w.headers.size() != n) w.headers.resize(n);
+    w.headers[0].first.assign(header_event_id);
+    w.headers[0].second.assign(w.event_id);
+    w.headers[1].first.assign(header_event_type);
+    w.headers[1].second.assign(type);
+    if (n == 3) {
+        w.headers[2].first.assign(header_key);
+        w.headers[2].second.assign(item.key);
+    }
+}
+inline void release_wire(wire_message& w, outbound_item& item) noexcept { w.payload.swap(item.payload); }
+
+/// The wire form of `item` as a fresh value (dead letters; the same fields `to_wire` gives).
+inline wire_message as_wire(const outbound_item& item) {
+    wire_message w;
+    w.topic = std::string(item.destination());
+    w.key = item.key;
+    w.event_id = item.event_id.to_string();
+    w.event_type = std::string(item.event_type());
+    w.payload = item.payload;
+    w.headers.emplace_back(header_event_id, w.event_id);
+    w.headers.emplace_back(header_event_type, w.event_type);
+    if (!w.key.empty()) w.headers.emplace_back(header_key, w.key);
+    return w;
+}
+
+/// Messages handed to the transport and not yet confirmed, by sequence number: a ring indexed
+/// by `sequence & mask` over the window [first, next), so that add, find and erase are O(1)
+/// without a node per message. Confirms may come out of order (Kafka partitions, a refused
+/// publish retried): an erased slot in the middle stays until the ones before it go. The ring
+/// doubles when the window spans all of it.
+///
+/// Thread safety: none (the bridge's I/O thread owns it).
+class in_flight_window {
+public:
+    struct item {
+        outbound_item msg;
+        std::uint32_t attempts = 0;
+        bool sent = false;  ///< handed to the transport on the current connection
+        bool live = false;
+    };
+
+    in_flight_window() : slots_(64) {}
+
+    /// Live (not erased) messages.
+    std::size_t size() const noexcept { return live_; }
+    bool empty() const noexcept { return live_ == 0; }
+    /// The sequence the next `add` gets.
+    std::uint64_t next_sequence() const noexcept { return next_; }
+
+    /// Adds `msg` under the next sequence number and returns that number.
+    std::uint64_t add(outbound_item&& msg) {
+        if (next_ - first_ == slots_.size()) grow();
+        item& it = slots_[index(next_)];
+        it.msg = std::move(msg);
+        it.attempts = 0;
+        it.sent = false;
+        it.live = true;
+        ++live_;
+        return next_++;
+    }
+
+    item* find(std::uint64_t seq) noexcept {
+        if (seq < first_ || seq >= next_) return nullptr;
+        item& it = slots_[index(seq)];
+        return it.live ? &it : nullptr;
+    }
+
+    /// Removes `seq` (it must be live) and frees its bytes.
+    void erase(std::uint64_t seq) noexcept {
+        item& it = slots_[index(seq)];
+        it.live = false;
+        it.msg = outbound_item{};
+        --live_;
+        while (first_ != next_ && !slots_[index(first_)].live) ++first_;
+    }
+
+    /// Calls f(sequence, item&) for every live message, oldest first. `f` may erase the one it
+    /// is given (not others).
+    template <class F>
+    void for_each(F&& f) {
+        for (std::uint64_t s = first_; s < next_; ++s) {
+            item& it = slots_[index(s)];
+            if (it.live) f(s, it);
+        }
+    }
+
+    /// Removes everything.
+    void clear() noexcept {
+        for (std::uint64_t s = first_; s < next_; ++s) {
+            item& it = slots_[index(s)];
+            it.live = false;
+            it.msg = outbound_item{};
+        }
+        first_ = next_;
+        live_ = 0;
+    }
+
+private:
+    std::size_t index(std::uint64_t seq) const noexcept { return static_cast<std::size_t>(seq) & (slots_.size() - 1); }
+
+    void grow() {
+        std::vector<item> bigger(slots_.size() * 2);
+        for (std::uint64_t s = first_; s < next_; ++s) bigger[static_cast<std::size_t>(s) & (bigger.size() - 1)] = std::move(slots_[index(s)]);
+        slots_.swap(bigger);
+    }
+
+    std::vector<item> slots_;  // size: a power of two
+    std::uint64_t first_ = 1;  // oldest sequence still in the window (live, or erased and not yet passed)
+    std::uint64_t next_ = 1;
+    std::size_t live_ = 0;
+};
+
+}  // namespace bridge::detail
+COURIER_END_NAMESPACE

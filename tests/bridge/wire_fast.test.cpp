@@ -1,0 +1,254 @@
+// The bridge's per-message fast paths against the general code they stand in for: encoding
+// straight from the bus's message gives the bytes encode(to_envelope()) gives; the canonical
+// envelope reader gives what decode gives (or steps aside); the in-flight window and the UUID
+// map behave as the map and set they replaced, including out-of-order erases and collisions.
+#include "bridge/conformance.hpp"
+
+#include <courier/bridge/broker_bridge.hpp>
+#include <courier/bridge/detail/dedup_window.hpp>
+#include <courier/bridge/detail/outbound.hpp>
+#include <courier/bridge/detail/wire.hpp>
+#include <courier/runtime/runtime.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace br = courier::bridge;
+using conformance::item;
+
+namespace {
+
+struct pong_event {
+    static constexpr courier::event_name event_type{"conformance.item.answered.v2"};
+    std::string text;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(pong_event, text)
+};
+
+// Every message the bus delivers to a pattern subscriber: the fast encoding and the reference.
+struct encodings {
+    std::vector<std::string> fast, reference;
+    std::vector<std::string> keys, reference_keys;
+    std::vector<std::string> types;
+};
+
+void capture(encodings& out, const courier::message_context& ctx) {
+    br::detail::outbound_item o;
+    br::detail::encode_outbound(o, ctx);
+    const auto env = ctx.to_envelope();
+    const auto w = br::detail::to_wire(env, env.event_type);
+    out.fast.push_back(o.payload);
+    out.reference.push_back(w.payload);
+    out.keys.push_back(o.key);
+    out.reference_keys.push_back(w.key);
+    out.types.push_back(std::string(o.event_type()));
+    CHECK(o.event_id == env.event_id);
+    br::wire_message lent;
+    br::detail::lend_wire(lent, o);
+    CHECK(lent.payload == w.payload);
+    CHECK(lent.event_id == w.event_id);
+    CHECK(lent.event_type == w.event_type);
+    CHECK(lent.key == w.key);
+    CHECK(lent.headers == w.headers);
+    br::detail::release_wire(lent, o);
+    CHECK(o.payload == w.payload);
+    const auto copy = br::detail::as_wire(o);
+    CHECK(copy.payload == w.payload);
+    CHECK(copy.headers == w.headers);
+}
+
+}  // namespace
+
+TEST_CASE("encoding from the bus's message gives the bytes encode(to_envelope()) gives", "[bridge][wire]") {
+    courier::runtime rt(courier::runtime_options{.threads = 1});
+    encodings seen;
+    courier::subscription_options inl;
+    inl.mode = courier::delivery_mode::inline_call;
+    auto all = rt.bus().try_subscribe("conformance.#", [&](const courier::message_context& ctx) { capture(seen, ctx); }, inl);
+    REQUIRE(all);
+    // A handler that publishes: the answer carries trace, correlation and causation.
+    auto answer = rt.bus().subscribe<item>(
+        [&](const item& i) {
+            if (i.n == 2) rt.bus().publish(pong_event{"answer to 2 \"quoted\" \xc3\xa9"});
+        },
+        inl);
+
+    rt.bus().publish(item{1, "", "plain"});
+    courier::publish_options keyed;
+    keyed.key = "k-1";
+    keyed.trace_id = "trace-1";
+    keyed.correlation_id = "corr-1";
+    rt.bus().publish(item{2, "k-1", "keyed, traced"}, keyed);
+    courier::publish_options headers;
+    headers.headers = {{"tenant", "acme"}, {"courier-key", "from-header"}, {"z-last", "line\nbreak"}};
+    rt.bus().publish(item{3, "", "headers"}, headers);
+    courier::publish_options both;
+    both.key = "k-4";
+    both.headers = {{"a-first", "1"}, {"courier-key", "overridden"}};
+    rt.bus().publish(item{4, "k-4", "key over header"}, both);
+    courier::publish_options reply;
+    reply.reply_to = *courier::reply_address::parse("_INBOX.7.9");
+    rt.bus().publish(item{5, "", "request"}, reply);
+    auto env = conformance::make_item(6, "k-6", courier::system_clock::instance().now());
+    env.metadata.producer = "producer \xe2\x9c\x93";
+    env.headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    REQUIRE(rt.bus().publish(env));
+
+    REQUIRE(seen.fast.size() == 7);
+    for (std::size_t i = 0; i < seen.fast.size(); ++i) {
+        INFO("message " << i << ": " << seen.reference[i]);
+        CHECK(seen.fast[i] == seen.reference[i]);
+        CHECK(seen.keys[i] == seen.reference_keys[i]);
+    }
+    auto has = [](const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); };
+    CHECK(has(seen.types, "conformance.item.answered.v2"));
+    CHECK(has(seen.keys, "from-header"));  // the envelope's courier-key header, as to_wire reads it
+    CHECK(has(seen.keys, "k-4"));          // the key over a courier-key header
+    CHECK(has(seen.keys, "k-6"));
+}
+
+TEST_CASE("the canonical envelope reader gives what decode gives, and steps aside for anything else", "[bridge][wire]") {
+    const courier::decode_limits limits{};
+    auto same = [&](const std::string& text) {
+        INFO(text);
+        auto fast = br::detail::decode_envelope(text, limits);
+        auto slow = courier::decode(text, limits);
+        REQUIRE(fast.has_value() == slow.has_value());
+        if (fast) CHECK(*fast == *slow);
+        else CHECK(fast.error().message == slow.error().message);
+    };
+    auto env = conformance::make_item(7, "k-7", courier::system_clock::instance().now());
+    env.metadata = {"svc", "trace", "corr", "0190a0e4-8a34-7cc1-9c7e-3b9d1a0e2f11"};
+    env.headers["tenant"] = "acme";
+    const std::string canonical = courier::encode(env);
+    auto direct = br::detail::canonical_reader::read(canonical, limits);
+    REQUIRE(direct);  // the layout encode writes is read without the document parser
+    CHECK(*direct == env);
+    same(canonical);
+
+    auto bare = conformance::make_item(8, "", courier::system_clock::instance().now());
+    REQUIRE(br::detail::canonical_reader::read(courier::encode(bare), limits));
+    same(courier::encode(bare));
+
+    auto replace = [&](std::string text, const std::string& from, const std::string& to) {
+        auto at = text.find(from);
+        REQUIRE(at != std::string::npos);
+        return text.replace(at, from.size(), to);
+    };
+    // Not the canonical layout: decode reads them (the same envelope or the same error).
+    const std::vector<std::string> others = {
+        replace(canonical, "\"tenant\":\"acme\"", "\"tenant\":\"ac\\u006de\""),          // an escape
+        replace(canonical, "{\"event_type\"", "{ \"event_type\""),                      // white space
+        replace(canonical, "\"version\":1", "\"version\":2"),                           // wrong version
+        replace(canonical, "\"version\":1", "\"version\":1.0"),                         // not an integer
+        replace(canonical, "\"version\":1", "\"version\":01"),                          // not JSON
+        replace(canonical, "conformance.item.sent.v1", "Conformance.item.sent.v1"),     // a bad name
+        replace(canonical, env.event_id.to_string(), "00000000-0000-0000-0000-000000000000"),  // nil id
+        replace(canonical, env.event_id.to_string(), "not-a-uuid"),
+        replace(canonical, "Z\",\"version\"", "\",\"version\""),                        // a bad timestamp
+        replace(canonical, "\"tenant\":\"acme\"", "\"tenant\":\"acme\",\"tenant\":\"again\""),  // repeated header
+        replace(canonical, "\"tenant\":\"acme\"", "\"tenant\":7"),                       // a header that is no string
+        replace(canonical, "\"producer\":\"svc\"", "\"producer\":null"),
+        replace(canonical, "\"producer\":\"svc\"", "\"producer\":\"\xff\xfe\""),          // not UTF-8
+        replace(canonical, "\"data\":{", "\"data\":{\"nested\":{\"a\":[1,{\"b\":\"}\"}]},"),  // braces in data strings
+        replace(canonical, "\"data\":{", "\"data\":{,"),                                // data that is no JSON
+        canonical + " ",
+        canonical + "x",
+        canonical.substr(0, canonical.size() - 1),
+        "{\"event_id\":\"" + env.event_id.to_string() + "\"}",
+        "",
+        "[]",
+    };
+    for (const auto& text : others) same(text);
+
+    courier::decode_limits tight;
+    tight.max_headers = 1;
+    env.headers["second"] = "2";
+    const std::string two = courier::encode(env);
+    CHECK_FALSE(br::detail::canonical_reader::read(two, tight));
+    auto fast = br::detail::decode_envelope(two, tight);
+    REQUIRE_FALSE(fast);
+    CHECK(fast.error().message == courier::decode(two, tight).error().message);
+    tight = {};
+    tight.max_bytes = two.size() - 1;
+    CHECK(br::detail::decode_envelope(two, tight).error().message == courier::decode(two, tight).error().message);
+    tight = {};
+    tight.max_depth = 1;
+    CHECK(br::detail::decode_envelope(two, tight).error().message == courier::decode(two, tight).error().message);
+}
+
+TEST_CASE("the in-flight window finds, erases out of order and grows like the map it replaced", "[bridge][wire]") {
+    br::detail::in_flight_window w;
+    std::map<std::uint64_t, std::string> reference;
+    std::mt19937_64 rng(42);
+    for (int round = 0; round < 4000; ++round) {
+        const bool add = reference.size() < 50 || rng() % 3 != 0;
+        if (add) {
+            br::detail::outbound_item o;
+            o.payload = "p" + std::to_string(round);
+            const auto seq = w.add(std::move(o));
+            CHECK(reference.count(seq) == 0);
+            reference[seq] = "p" + std::to_string(round);
+        } else {
+            // Erase a random live one (confirms come out of order) or, sometimes, the oldest.
+            auto it = reference.begin();
+            if (rng() % 4 != 0) std::advance(it, static_cast<long>(rng() % reference.size()));
+            REQUIRE(w.find(it->first) != nullptr);
+            w.erase(it->first);
+            CHECK(w.find(it->first) == nullptr);
+            reference.erase(it);
+        }
+        REQUIRE(w.size() == reference.size());
+    }
+    std::vector<std::uint64_t> order;
+    w.for_each([&](std::uint64_t seq, br::detail::in_flight_window::item& it) {
+        order.push_back(seq);
+        CHECK(it.msg.payload == reference.at(seq));
+    });
+    std::vector<std::uint64_t> expected;
+    for (auto& [seq, p] : reference) expected.push_back(seq);
+    CHECK(order == expected);
+    CHECK(w.find(w.next_sequence()) == nullptr);
+    CHECK(w.find(0) == nullptr);
+    w.clear();
+    CHECK(w.empty());
+    CHECK(w.find(expected.back()) == nullptr);
+}
+
+TEST_CASE("the UUID map keeps every key through collisions, growth and backward-shift erases", "[bridge][wire]") {
+    br::detail::uuid_map<int> m;
+    std::unordered_map<courier::uuid, int> reference;
+    std::mt19937_64 rng(7);
+    std::vector<courier::uuid> keys;
+    // Few distinct keys and many operations: probe runs wrap and shift often.
+    for (int i = 0; i < 300; ++i) keys.push_back(courier::uuid::from_u64(rng() | 1, rng()));
+    for (int op = 0; op < 20000; ++op) {
+        const auto& k = keys[rng() % keys.size()];
+        switch (rng() % 3) {
+        case 0: {
+            auto [v, inserted] = m.try_emplace(k);
+            CHECK(inserted == (reference.count(k) == 0));
+            if (inserted) *v = op;
+            reference.try_emplace(k, op);
+            break;
+        }
+        case 1: CHECK(m.erase(k) == (reference.erase(k) == 1)); break;
+        default: {
+            auto* v = m.find(k);
+            auto it = reference.find(k);
+            REQUIRE((v != nullptr) == (it != reference.end()));
+            if (v) CHECK(*v == it->second);
+        }
+        }
+        REQUIRE(m.size() == reference.size());
+    }
+    for (auto& [k, v] : reference) {
+        REQUIRE(m.find(k) != nullptr);
+        CHECK(*m.find(k) == v);
+    }
+}
