@@ -170,8 +170,8 @@ TEST_CASE("the job path allocates at most once per job across threads, with opti
     CHECK(refused == 0);
     // At most the record per job (pooled: ~0), plus one Asio handler each time the producer
     // wakes an idle worker slot (posted from outside the executor: not recycled), which is
-    // per wake-up, not per job.
-    CHECK(counted <= n + n / 20);
+    // per wake-up, not per job: 2-5 % of jobs here, up to 5.4 % in an unoptimised ASan build.
+    CHECK(counted <= n + n / 10);
 #if COURIER_JOBS_RECORD_POOL
     CHECK(counted <= n / 10);
 #endif
