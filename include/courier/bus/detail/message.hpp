@@ -68,21 +68,11 @@ struct message_ops {
 
 /// What only some messages carry: an ordering key, a cause, trace data. Kept out of line so
 /// that a plain typed event in flight stays one cache line (what crosses between cores).
-struct message_extras {
+struct message_extras : pooled_allocation<message_extras> {  // set by the publisher, freed by a worker
     std::string key;
     uuid causation_id{};
     std::shared_ptr<const trace_data> trace;
     reply_address reply_to;  // requests only (see rpc)
-
-    // Pooled like the message it belongs to: set by the publisher, freed by a worker's thread.
-    static void* operator new(std::size_t n) {
-        if (n > sizeof(message_extras)) return ::operator new(n);
-        return message_pool_for<sizeof(message_extras)>::allocate();
-    }
-    static void operator delete(void* p, std::size_t n) noexcept {
-        if (n > sizeof(message_extras)) return ::operator delete(p);
-        message_pool_for<sizeof(message_extras)>::deallocate(p);
-    }
 };
 
 struct message_base {
@@ -229,7 +219,7 @@ static_assert(sizeof(message_base) <= 56, "the in-flight header should leave roo
 
 /// A typed event in flight.
 template <class T>
-struct typed_message final : message_base {
+struct typed_message final : message_base, pooled_allocation<typed_message<T>> {  // published by one thread, freed by another
     T value;
 
     template <class U>
@@ -240,25 +230,6 @@ struct typed_message final : message_base {
     static void destroy(message_base* m) noexcept { delete static_cast<typed_message*>(m); }
     static nlohmann::json to_json(const message_base& m) {
         return nlohmann::json(static_cast<const typed_message&>(m).value);
-    }
-
-    // Pooled: published by one thread, freed by another, millions of times a second.
-    static void* operator new(std::size_t n) {
-        if (n > sizeof(typed_message)) return ::operator new(n);
-        return message_pool_for<sizeof(typed_message)>::allocate();
-    }
-    static void operator delete(void* p, std::size_t n) noexcept {
-        if (n > sizeof(typed_message)) return ::operator delete(p);
-        message_pool_for<sizeof(typed_message)>::deallocate(p);
-    }
-    // Over-aligned events: pool blocks are cache-line aligned, which covers up to 64.
-    static void* operator new(std::size_t n, std::align_val_t a) {
-        if (n > sizeof(typed_message) || static_cast<std::size_t>(a) > cache_line_size) return ::operator new(n, a);
-        return message_pool_for<sizeof(typed_message)>::allocate();
-    }
-    static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
-        if (n > sizeof(typed_message) || static_cast<std::size_t>(a) > cache_line_size) return ::operator delete(p, a);
-        message_pool_for<sizeof(typed_message)>::deallocate(p);
     }
 
     static inline const message_ops table{&typed_message::destroy, &typed_message::to_json, type_index_of<T>(),

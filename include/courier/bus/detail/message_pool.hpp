@@ -20,6 +20,15 @@ namespace detail {
 /// Thread safety: allocate/deallocate from any thread. Memory: each thread caches at most
 /// `cache_max` blocks; the shared queue keeps at most `shared_max` (beyond that blocks are
 /// freed), so idle memory is bounded whatever the traffic was.
+/// Asks for the line at `p` in a writable state (a hint: nothing is dereferenced).
+inline void prefetch_for_write(const void* p) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 1, 3);
+#else
+    (void)p;
+#endif
+}
+
 template <std::size_t Size>
 class message_pool {
 public:
@@ -56,13 +65,6 @@ public:
     }
 
 private:
-    static void prefetch_for_write(const void* p) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-        __builtin_prefetch(p, 1, 3);
-#else
-        (void)p;
-#endif
-    }
     struct shared_blocks {
         moodycamel::ConcurrentQueue<void*> queue{batch * 4};
         ~shared_blocks() {
@@ -90,6 +92,31 @@ private:
 /// The pool of the size class (a multiple of the cache line) that fits `Bytes`.
 template <std::size_t Bytes>
 using message_pool_for = message_pool<(Bytes + cache_line_size - 1) / cache_line_size * cache_line_size>;
+
+/// Class-level allocation from the pool, for objects made by one thread and freed by another
+/// (a message, its extras, a pending request): with malloc that is a cross-thread free each
+/// time; the pool moves blocks back in batches through per-thread caches. `T` is the most
+/// derived (final) class.
+template <class T>
+struct pooled_allocation {
+    static void* operator new(std::size_t n) {
+        if (n > sizeof(T)) return ::operator new(n);
+        return message_pool_for<sizeof(T)>::allocate();
+    }
+    static void operator delete(void* p, std::size_t n) noexcept {
+        if (n > sizeof(T)) return ::operator delete(p);
+        message_pool_for<sizeof(T)>::deallocate(p);
+    }
+    // Over-aligned types: pool blocks are cache-line aligned, which covers up to 64.
+    static void* operator new(std::size_t n, std::align_val_t a) {
+        if (n > sizeof(T) || static_cast<std::size_t>(a) > cache_line_size) return ::operator new(n, a);
+        return message_pool_for<sizeof(T)>::allocate();
+    }
+    static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
+        if (n > sizeof(T) || static_cast<std::size_t>(a) > cache_line_size) return ::operator delete(p, a);
+        message_pool_for<sizeof(T)>::deallocate(p);
+    }
+};
 
 }  // namespace detail
 COURIER_END_NAMESPACE

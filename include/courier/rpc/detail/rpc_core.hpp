@@ -143,31 +143,6 @@ result<R> take_reply(message_base& m) {
     }
 }
 
-/// Class-level allocation from the bus's message pool, for objects allocated by one thread and
-/// freed by another (a pending request: made by the requester, freed by the thread that
-/// completes it). With malloc that is a cross-thread free per request; the pool moves blocks
-/// back in batches through per-thread caches. `T` is the most derived (final) class.
-template <class T>
-struct pooled_allocation {
-    static void* operator new(std::size_t n) {
-        if (n > sizeof(T)) return ::operator new(n);
-        return message_pool_for<sizeof(T)>::allocate();
-    }
-    static void operator delete(void* p, std::size_t n) noexcept {
-        if (n > sizeof(T)) return ::operator delete(p);
-        message_pool_for<sizeof(T)>::deallocate(p);
-    }
-    // Over-aligned types: pool blocks are cache-line aligned, which covers up to 64.
-    static void* operator new(std::size_t n, std::align_val_t a) {
-        if (n > sizeof(T) || static_cast<std::size_t>(a) > cache_line_size) return ::operator new(n, a);
-        return message_pool_for<sizeof(T)>::allocate();
-    }
-    static void operator delete(void* p, std::size_t n, std::align_val_t a) noexcept {
-        if (n > sizeof(T) || static_cast<std::size_t>(a) > cache_line_size) return ::operator delete(p, a);
-        message_pool_for<sizeof(T)>::deallocate(p);
-    }
-};
-
 /// Why a pending request ended without (all) replies.
 enum class end_reason : std::uint8_t { deadline, cancelled, closed };
 
@@ -349,7 +324,7 @@ public:
     /// Requester: asks for the slot this thread will most likely claim, so that the cache miss
     /// on it (its last writer is the thread that took the previous request out) overlaps the
     /// one on the executor's work count instead of following it.
-    void prefetch_claim() noexcept { prefetch_write(&slots_[slot_hint()]); }
+    void prefetch_claim() noexcept { prefetch_for_write(&slots_[slot_hint()]); }
 
     /// Serving thread, as it starts on a request addressed to this object: asks for the slot
     /// (taken out with a compare-and-swap once the reply is built), and once that line is here
@@ -358,9 +333,9 @@ public:
     void prefetch_reply_path(std::uint64_t id, bool with_op) noexcept {
         if (id & map_bit) return;
         slot& s = slots_[id & (table_size - 1)];
-        if (!with_op) return prefetch_write(&s);
+        if (!with_op) return prefetch_for_write(&s);
         // A hint only: the slot may have moved on (a late reply); nothing is dereferenced.
-        if (auto* p = s.op.load(std::memory_order_relaxed)) prefetch_write(p);
+        if (auto* p = s.op.load(std::memory_order_relaxed)) prefetch_for_write(p);
     }
 
     /// Registers a pending request and sets its id (also in `id`, since on true the registry
@@ -464,14 +439,6 @@ public:
 private:
     static constexpr std::uint32_t nil = 0xffffffffu;
     static constexpr std::int64_t never = std::numeric_limits<std::int64_t>::max();
-
-    static void prefetch_write(const void* p) noexcept {
-#if defined(__GNUC__) || defined(__clang__)
-        __builtin_prefetch(p, 1, 3);
-#else
-        (void)p;
-#endif
-    }
 
     /// A slot's id while a requester fills it or a taker empties it: neither free nor a request.
     static constexpr std::uint64_t claimed = std::uint64_t{1} << 62;
