@@ -8,6 +8,7 @@
 // Then the shared conformance suite, unchanged.
 #include "bridge/conformance.hpp"
 #include "bridge/services.hpp"
+#include "bridge/transport_support.hpp"
 
 #include <courier/bridge/amqp.hpp>
 #include <courier/bridge/broker_bridge.hpp>
@@ -39,6 +40,9 @@
 
 using namespace std::chrono_literals;
 namespace cb = courier::bridge;
+
+using collector = courier_test::transport_collector;
+using courier_test::header;
 
 namespace {
 
@@ -147,33 +151,7 @@ cb::amqp_options options_for(int port) {
 }
 
 // Drives `t` until `done()` or the deadline; collects everything it reports.
-struct collector {
-    std::vector<cb::publish_confirm> confirms;
-    std::vector<cb::inbound_message> messages;
-    std::vector<courier::error> errors;
-
-    template <class Pred>
-    bool drive(cb::transport& t, Pred done, std::chrono::milliseconds limit = 10s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) return false;
-            auto r = t.poll(20ms, 256, [&](cb::publish_confirm c) { confirms.push_back(std::move(c)); },
-                            [&](cb::inbound_message m) { messages.push_back(std::move(m)); });
-            if (!r) {
-                errors.push_back(r.error());
-                return done();
-            }
-        }
-        return true;
-    }
-    std::size_t ok_confirms() const {
-        std::size_t n = 0;
-        for (auto& c : confirms) n += c.outcome.has_value() ? 1 : 0;
-        return n;
-    }
-};
-
-cb::wire_message make(std::string topic, std::string id, std::string payload = "") {
+cb::wire_message make_amqp(std::string topic, std::string id, std::string payload = "") {
     cb::wire_message m;
     m.topic = std::move(topic);
     m.event_id = std::move(id);
@@ -181,13 +159,6 @@ cb::wire_message make(std::string topic, std::string id, std::string payload = "
     m.payload = payload.empty() ? R"({"event_id":")" + m.event_id + R"("})" : std::move(payload);
     m.headers = {{"courier-event-id", m.event_id}, {"courier-event-type", m.event_type}, {"tenant", "acme"}};
     return m;
-}
-
-std::string header(const cb::wire_message& m, std::string_view k) {
-    for (auto& [hk, hv] : m.headers) {
-        if (hk == k) return hv;
-    }
-    return "<none>";
 }
 
 /// Calls `connect` until it succeeds or `limit` passes (the bridge's backoff loop, in small).
@@ -350,7 +321,7 @@ TEST_CASE("amqp transport publishes with publisher confirms, each sequence repor
     raw.bind(queue, "courier", topic);
 
     constexpr std::uint64_t n = 200;
-    for (std::uint64_t i = 1; i <= n; ++i) REQUIRE(t.publish(1000 + i, make(topic, "e" + std::to_string(i))));
+    for (std::uint64_t i = 1; i <= n; ++i) REQUIRE(t.publish(1000 + i, make_amqp(topic, "e" + std::to_string(i))));
     CHECK(t.stats().published == n);
     collector c;
     REQUIRE(c.drive(t, [&] { return c.confirms.size() >= n; }));
@@ -389,7 +360,7 @@ TEST_CASE("amqp topic bindings order.*.v1 and order.# select exactly what courie
     const std::vector<std::string> keys = {p + ".order.created.v1", p + ".order.created.v2", p + ".order",
                                            p + ".order.line.added.v1", p + ".payment.created.v1", p + ".order.shipped.v1"};
     std::uint64_t seq = 0;
-    for (auto& k : keys) REQUIRE(pub.publish(++seq, make(k, "id-" + k)));
+    for (auto& k : keys) REQUIRE(pub.publish(++seq, make_amqp(k, "id-" + k)));
     collector pc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == keys.size(); }));
     CHECK(pc.ok_confirms() == keys.size());
@@ -512,7 +483,7 @@ TEST_CASE("amqp group queue: competing consumers, acked ones gone, unacked ones 
     CHECK(a.queue_of(spec) == b.queue_of(spec));
 
     constexpr std::size_t n = 40;
-    for (std::size_t i = 0; i < n; ++i) REQUIRE(pub.publish(i + 1, make(topic, "g" + std::to_string(i))));
+    for (std::size_t i = 0; i < n; ++i) REQUIRE(pub.publish(i + 1, make_amqp(topic, "g" + std::to_string(i))));
     collector pc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == n; }));
     REQUIRE(pc.ok_confirms() == n);
@@ -570,8 +541,8 @@ TEST_CASE("amqp nack without requeue dead-letters through the dead-letter exchan
     const auto topic = unique("reject");
     const cb::ingest_spec spec{.topic = topic, .group = "rejecters", .consumer = "r"};
     REQUIRE(t.subscribe(spec));
-    REQUIRE(t.publish(1, make(topic, "poison", R"({"bad":true})")));
-    REQUIRE(t.publish(2, make(topic, "flaky")));
+    REQUIRE(t.publish(1, make_amqp(topic, "poison", R"({"bad":true})")));
+    REQUIRE(t.publish(2, make_amqp(topic, "flaky")));
     collector c;
     REQUIRE(c.drive(t, [&] { return c.confirms.size() == 2 && c.messages.size() == 2; }));
     for (auto& m : c.messages) {
@@ -612,7 +583,7 @@ TEST_CASE("amqp message that no binding matches is kept in the unroutable queue,
     o.unroutable_queue = unique("unroutable");
     cb::amqp_transport t(o);
     REQUIRE(t.connect(5s));
-    REQUIRE(t.publish(1, make("nobody.listens.v1", "lonely")));
+    REQUIRE(t.publish(1, make_amqp("nobody.listens.v1", "lonely")));
     collector c;
     REQUIRE(c.drive(t, [&] { return !c.confirms.empty(); }));
     CHECK(c.confirms.front().outcome);  // the broker has it
@@ -672,7 +643,7 @@ TEST_CASE("amqp connect errors: refused port, bad credentials, unknown vhost, an
     }
     SECTION("publish, poll and settle before connecting") {
         cb::amqp_transport t(options_for(server.port()));
-        auto p = t.publish(1, make("a.b", "x"));
+        auto p = t.publish(1, make_amqp("a.b", "x"));
         REQUIRE_FALSE(p);
         CHECK(p.error() == courier::errc::closed);
         CHECK(p.error().id() == "courier.bridge.amqp.not_connected");
@@ -686,7 +657,7 @@ TEST_CASE("amqp connect errors: refused port, bad credentials, unknown vhost, an
         CHECK(t.queue_of(spec).empty());
         REQUIRE(t.connect(5s));
         CHECK(t.queue_of(spec) == "later:" + topic);
-        REQUIRE(t.publish(1, make(topic, "after")));
+        REQUIRE(t.publish(1, make_amqp(topic, "after")));
         collector c;
         REQUIRE(c.drive(t, [&] { return !c.messages.empty(); }));
         CHECK(c.messages.front().message.event_id == "after");
@@ -708,7 +679,7 @@ TEST_CASE("amqp oversized payloads: refused against capabilities.max_message_byt
     REQUIRE(t.subscribe(spec));
 
     std::string too_big(o.max_message_bytes + 1, 'x');
-    auto r = t.publish(1, make(topic, "too-big", too_big));
+    auto r = t.publish(1, make_amqp(topic, "too-big", too_big));
     REQUIRE_FALSE(r);
     CHECK(r.error() == courier::errc::limit_exceeded);
     CHECK(r.error().id() == "courier.bridge.amqp.too_large");
@@ -718,7 +689,7 @@ TEST_CASE("amqp oversized payloads: refused against capabilities.max_message_byt
     // Exactly the limit: split in frame_max-sized body frames and put together again.
     std::string fits(o.max_message_bytes, '\0');
     for (std::size_t i = 0; i < fits.size(); ++i) fits[i] = static_cast<char>(i * 7 % 251);
-    REQUIRE(t.publish(2, make(topic, "fits", fits)));
+    REQUIRE(t.publish(2, make_amqp(topic, "fits", fits)));
     collector c;
     REQUIRE(c.drive(t, [&] { return c.confirms.size() == 1 && c.messages.size() == 1; }));
     CHECK(c.confirms.front().outcome);
@@ -733,7 +704,7 @@ TEST_CASE("amqp oversized payloads: refused against capabilities.max_message_byt
         lax.max_message_bytes = 64u * 1024 * 1024;
         cb::amqp_transport l(lax);
         REQUIRE(l.connect(5s));
-        REQUIRE(l.publish(9, make(topic, "huge", std::string(16u * 1024 * 1024 + 1, 'h'))));
+        REQUIRE(l.publish(9, make_amqp(topic, "huge", std::string(16u * 1024 * 1024 + 1, 'h'))));
         collector lc;
         REQUIRE_FALSE(lc.drive(l, [] { return false; }, 10s));
         REQUIRE(lc.errors.size() == 1);
@@ -770,7 +741,7 @@ TEST_CASE("amqp subscribe to a queue that exists with other arguments fails clea
     const auto other = unique("after_clash");
     const cb::ingest_spec ok_spec{.topic = other, .group = "fine", .consumer = "c"};
     REQUIRE(t.subscribe(ok_spec));
-    REQUIRE(t.publish(1, make(other, "still-works")));
+    REQUIRE(t.publish(1, make_amqp(other, "still-works")));
     collector c;
     REQUIRE(c.drive(t, [&] { return c.confirms.size() == 1 && c.messages.size() == 1; }));
     CHECK(c.confirms.front().outcome);
@@ -842,7 +813,7 @@ TEST_CASE("amqp transport reconnects after a broker restart: durable queue and p
     // Five confirmed before the restart, not consumed yet.
     cb::amqp_transport pub(options_for(port));
     REQUIRE(pub.connect(5s));
-    for (std::uint64_t i = 1; i <= 5; ++i) REQUIRE(pub.publish(i, make(topic, "before-" + std::to_string(i))));
+    for (std::uint64_t i = 1; i <= 5; ++i) REQUIRE(pub.publish(i, make_amqp(topic, "before-" + std::to_string(i))));
     collector pc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == 5; }));
     REQUIRE(pc.ok_confirms() == 5);
@@ -863,7 +834,7 @@ TEST_CASE("amqp transport reconnects after a broker restart: durable queue and p
     collector pc2;
     pc2.drive(pub, [&] { return !pc2.errors.empty(); }, 2s);
     if (!pub.connected()) REQUIRE(reconnect(pub, 30s));
-    for (std::uint64_t i = 6; i <= 10; ++i) REQUIRE(pub.publish(i, make(topic, "after-" + std::to_string(i))));
+    for (std::uint64_t i = 6; i <= 10; ++i) REQUIRE(pub.publish(i, make_amqp(topic, "after-" + std::to_string(i))));
     REQUIRE(pc2.drive(pub, [&] { return pc2.ok_confirms() == 5; }));
 
     collector c;

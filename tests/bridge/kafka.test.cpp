@@ -24,35 +24,16 @@
 using namespace std::chrono_literals;
 namespace cb = courier::bridge;
 
+using courier_test::header;
+
 namespace {
 
-struct collector {
-    std::vector<cb::publish_confirm> confirms;
-    std::vector<cb::inbound_message> messages;
-    std::vector<courier::error> errors;
-
-    template <class Pred>
-    bool drive(cb::transport& t, Pred done, std::chrono::milliseconds limit = 20s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) return false;
-            auto r = t.poll(20ms, 512, [&](cb::publish_confirm c) { confirms.push_back(std::move(c)); },
-                            [&](cb::inbound_message m) { messages.push_back(std::move(m)); });
-            if (!r) {
-                errors.push_back(r.error());
-                if (done()) return true;
-            }
-        }
-        return true;
-    }
-    std::size_t ok_confirms() const {
-        std::size_t n = 0;
-        for (auto& c : confirms) n += c.outcome.has_value() ? 1 : 0;
-        return n;
-    }
+// librdkafka reports transient broker errors it recovers from: keep polling through them.
+struct kafka_collector : courier_test::transport_collector {
+    kafka_collector() { poll_through_errors = true; }
 };
 
-cb::wire_message make(std::string topic, std::string id, std::string key = "", std::string payload = "") {
+cb::wire_message make_kafka(std::string topic, std::string id, std::string key = "", std::string payload = "") {
     cb::wire_message m;
     m.topic = std::move(topic);
     m.event_id = std::move(id);
@@ -61,13 +42,6 @@ cb::wire_message make(std::string topic, std::string id, std::string key = "", s
     m.payload = payload.empty() ? R"({"event_id":")" + m.event_id + R"("})" : std::move(payload);
     m.headers = {{"courier-trace-id", "trace-" + m.event_id}};
     return m;
-}
-
-std::string header(const cb::wire_message& m, std::string_view k) {
-    for (auto& [hk, hv] : m.headers) {
-        if (hk == k) return hv;
-    }
-    return "<none>";
 }
 
 cb::kafka_options options_for(const kafka_test::kafka_cluster& cluster) {
@@ -112,9 +86,9 @@ TEST_CASE("kafka: delivery reports confirm publishes, and a group reads them wit
     REQUIRE(sub.subscribe(spec));  // idempotent
     constexpr int n = 400;
     for (int i = 0; i < n; ++i) {
-        REQUIRE(pub.publish(static_cast<std::uint64_t>(i + 1), make(topic, "e" + std::to_string(i), "k" + std::to_string(i % 7))));
+        REQUIRE(pub.publish(static_cast<std::uint64_t>(i + 1), make_kafka(topic, "e" + std::to_string(i), "k" + std::to_string(i % 7))));
     }
-    collector pc, sc;
+    kafka_collector pc, sc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == n; }));
     CHECK(pc.ok_confirms() == n);
     std::set<std::uint64_t> seqs;
@@ -158,8 +132,8 @@ TEST_CASE("kafka: what courier produces is readable by a raw librdkafka consumer
     cb::ingest_spec spec{.topic = topic, .group = "ledger", .from_beginning = true};
     REQUIRE(t.subscribe(spec));
     const std::string envelope = R"({"event_type":")" + topic + R"(","event_id":"c-1","data":{"amount":5}})";
-    REQUIRE(t.publish(1, make(topic, "c-1", "acct-9", envelope)));
-    collector c;
+    REQUIRE(t.publish(1, make_kafka(topic, "c-1", "acct-9", envelope)));
+    kafka_collector c;
     REQUIRE(c.drive(t, [&] { return c.confirms.size() == 1; }));
     REQUIRE(c.ok_confirms() == 1);
 
@@ -191,8 +165,8 @@ TEST_CASE("kafka: commits cover only acked offsets, so a crashed consumer's unac
     cluster.create_topic(topic, 1);
     cb::kafka_transport pub(options_for(cluster));
     REQUIRE(pub.connect(5s));
-    for (int i = 0; i < 10; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make(topic, "s" + std::to_string(i), "k")));
-    collector pc;
+    for (int i = 0; i < 10; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make_kafka(topic, "s" + std::to_string(i), "k")));
+    kafka_collector pc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == 10; }));
     REQUIRE(pc.ok_confirms() == 10);
     cb::ingest_spec spec{.topic = topic, .group = "stock", .consumer = "c1", .from_beginning = true};
@@ -200,7 +174,7 @@ TEST_CASE("kafka: commits cover only acked offsets, so a crashed consumer's unac
         cb::kafka_transport c1(options_for(cluster));
         REQUIRE(c1.connect(5s));
         REQUIRE(c1.subscribe(spec));
-        collector c;
+        kafka_collector c;
         REQUIRE(c.drive(c1, [&] { return c.messages.size() == 10; }, 30s));
         // Acks 0, 1, 2 and 5: the commit point is 3 (the first unacked offset), not 6.
         for (int i : {0, 1, 2, 5}) REQUIRE(c1.ack(spec, c.messages[static_cast<std::size_t>(i)].tag));
@@ -211,7 +185,7 @@ TEST_CASE("kafka: commits cover only acked offsets, so a crashed consumer's unac
     cb::kafka_transport c2(options_for(cluster));
     REQUIRE(c2.connect(5s));
     REQUIRE(c2.subscribe(spec));
-    collector c;
+    kafka_collector c;
     REQUIRE(c.drive(c2, [&] { return c.messages.size() == 7; }, 30s));
     std::vector<std::string> ids;
     for (auto& m : c.messages) ids.push_back(m.message.event_id);
@@ -248,11 +222,11 @@ TEST_CASE("kafka: a broker that goes down and comes back: nothing published is l
     REQUIRE(sub.connect(5s));
     cb::ingest_spec spec{.topic = topic, .group = "fleet", .from_beginning = true};
     REQUIRE(sub.subscribe(spec));
-    collector pc, sc;
-    for (int i = 0; i < 50; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make(topic, "f" + std::to_string(i), "k" + std::to_string(i % 3))));
+    kafka_collector pc, sc;
+    for (int i = 0; i < 50; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make_kafka(topic, "f" + std::to_string(i), "k" + std::to_string(i % 3))));
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == 50; }));
     cluster.broker_down();
-    for (int i = 50; i < 100; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make(topic, "f" + std::to_string(i), "k" + std::to_string(i % 3))));
+    for (int i = 50; i < 100; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make_kafka(topic, "f" + std::to_string(i), "k" + std::to_string(i % 3))));
     pc.drive(pub, [] { return false; }, 500ms);
     CHECK(pc.confirms.size() == 50);  // nothing confirmed while the broker is down
     cluster.broker_up();
@@ -276,7 +250,7 @@ TEST_CASE("kafka: the error paths say what went wrong", "[bridge][kafka][errors]
         CHECK(r.error().id() == "courier.bridge.kafka.connect");
         CHECK(std::chrono::steady_clock::now() - t0 < 5s);
         CHECK_FALSE(t.connected());
-        auto p = t.publish(1, make("order.created.v1", "x"));
+        auto p = t.publish(1, make_kafka("order.created.v1", "x"));
         REQUIRE_FALSE(p);
         CHECK(p.error() == courier::errc::closed);
     }
@@ -297,7 +271,7 @@ TEST_CASE("kafka: the error paths say what went wrong", "[bridge][kafka][errors]
         kafka_test::kafka_cluster cluster;
         cb::kafka_transport t(options_for(cluster));
         REQUIRE(t.connect(5s));
-        auto r = t.publish(1, make("order.created.v1", "big", "", std::string(t.caps().max_message_bytes + 1, 'x')));
+        auto r = t.publish(1, make_kafka("order.created.v1", "big", "", std::string(t.caps().max_message_bytes + 1, 'x')));
         REQUIRE_FALSE(r);
         CHECK(r.error() == courier::errc::limit_exceeded);
         CHECK(r.error().id() == "courier.bridge.kafka.too_large");
@@ -305,7 +279,7 @@ TEST_CASE("kafka: the error paths say what went wrong", "[bridge][kafka][errors]
         REQUIRE_FALSE(p);
         CHECK(p.error() == courier::errc::invalid_pattern);
         CHECK(p.error().id() == "courier.bridge.kafka.pattern");
-        auto b = t.publish(2, make("order created", "bad"));
+        auto b = t.publish(2, make_kafka("order created", "bad"));
         REQUIRE_FALSE(b);
         CHECK(b.error().id() == "courier.bridge.kafka.topic");
         CHECK(t.stats().published == 0);
@@ -341,6 +315,7 @@ TEST_CASE("kafka: wake makes a blocked poll return at once, from another thread"
 
 // ---- the shared conformance suite, against a mock cluster per test -------------------------
 #include "bridge/conformance.hpp"
+#include "bridge/transport_support.hpp"
 
 namespace {
 

@@ -20,36 +20,13 @@
 using namespace std::chrono_literals;
 namespace cb = courier::bridge;
 
+using collector = courier_test::transport_collector;
+using courier_test::header;
+
 namespace {
 
 // Drives `t` until `done()` or the deadline; collects everything it reports.
-struct collector {
-    std::vector<cb::publish_confirm> confirms;
-    std::vector<cb::inbound_message> messages;
-    std::vector<courier::error> errors;
-
-    template <class Pred>
-    bool drive(cb::transport& t, Pred done, std::chrono::milliseconds limit = 10s) {
-        const auto deadline = std::chrono::steady_clock::now() + limit;
-        while (!done()) {
-            if (std::chrono::steady_clock::now() > deadline) return false;
-            auto r = t.poll(20ms, 256, [&](cb::publish_confirm c) { confirms.push_back(std::move(c)); },
-                            [&](cb::inbound_message m) { messages.push_back(std::move(m)); });
-            if (!r) {
-                errors.push_back(r.error());
-                return done();
-            }
-        }
-        return true;
-    }
-    std::size_t ok_confirms() const {
-        std::size_t n = 0;
-        for (auto& c : confirms) n += c.outcome.has_value() ? 1 : 0;
-        return n;
-    }
-};
-
-cb::wire_message make(std::string topic, std::string id, std::string key = "", std::string payload = "") {
+cb::wire_message make_nats(std::string topic, std::string id, std::string key = "", std::string payload = "") {
     cb::wire_message m;
     m.topic = std::move(topic);
     m.event_id = std::move(id);
@@ -58,13 +35,6 @@ cb::wire_message make(std::string topic, std::string id, std::string key = "", s
     m.payload = payload.empty() ? R"({"event_id":")" + m.event_id + R"("})" : std::move(payload);
     m.headers = {{"courier-trace-id", "trace-" + m.event_id}};
     return m;
-}
-
-std::string header(const cb::wire_message& m, std::string_view k) {
-    for (auto& [hk, hv] : m.headers) {
-        if (hk == k) return hv;
-    }
-    return "<none>";
 }
 
 cb::nats_options core_options(const nats_test::nats_server& server) {
@@ -152,7 +122,7 @@ TEST_CASE("nats core: published messages are confirmed and delivered with their 
     REQUIRE(sub.subscribe({.topic = domain + ".*.v1"}));  // idempotent: still one delivery each
     constexpr int n = 200;
     for (int i = 0; i < n; ++i) {
-        REQUIRE(pub.publish(static_cast<std::uint64_t>(i + 1), make(domain + ".created.v1", "e" + std::to_string(i), "k" + std::to_string(i % 3))));
+        REQUIRE(pub.publish(static_cast<std::uint64_t>(i + 1), make_nats(domain + ".created.v1", "e" + std::to_string(i), "k" + std::to_string(i % 3))));
     }
     collector pc, sc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == n; }));
@@ -189,7 +159,7 @@ TEST_CASE("nats core: a queue group gives each message to one member, fan-out su
     REQUIRE(b.subscribe({.topic = domain + ".#", .group = "billing", .consumer = "b"}));
     REQUIRE(fan.subscribe({.topic = domain + ".#"}));
     constexpr int n = 400;
-    for (int i = 0; i < n; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make(domain + ".paid.v1", "p" + std::to_string(i))));
+    for (int i = 0; i < n; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make_nats(domain + ".paid.v1", "p" + std::to_string(i))));
     collector pc, ac, bc, fc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == n; }));
     const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -220,7 +190,7 @@ TEST_CASE("nats core: what courier publishes is readable by a raw cnats client, 
     cb::nats_transport t(core_options(server));
     REQUIRE(t.connect(2s));
     REQUIRE(t.subscribe({.topic = domain + ".*.v1"}));
-    auto m = make(subject, "11111111-2222-4333-8444-555555555555", "customer-7",
+    auto m = make_nats(subject, "11111111-2222-4333-8444-555555555555", "customer-7",
                   R"({"event_type":")" + subject + R"(","event_id":"11111111-2222-4333-8444-555555555555","data":{"total":42}})");
     REQUIRE(t.publish(1, m));
     collector c;
@@ -267,7 +237,7 @@ TEST_CASE("nats core: request-reply works with raw NATS responders and requester
     REQUIRE(t.connect(2s));
 
     SECTION("nobody answers: no_responders, fast") {
-        auto r = t.request(make(subject, "q0"), 2s);
+        auto r = t.request(make_nats(subject, "q0"), 2s);
         REQUIRE_FALSE(r);
         CHECK(r.error() == courier::errc::no_responders);
         CHECK(r.error().id() == "courier.bridge.nats.no_responders");
@@ -282,7 +252,7 @@ TEST_CASE("nats core: request-reply works with raw NATS responders and requester
                                          },
                                          nullptr) == NATS_OK);
         REQUIRE(natsConnection_Flush(raw.nc) == NATS_OK);
-        auto r = t.request(make(subject, "q1", "", "ping"), 5s);
+        auto r = t.request(make_nats(subject, "q1", "", "ping"), 5s);
         REQUIRE(r);
         CHECK(r->message.payload == "re:ping");
         natsSubscription_Unsubscribe(rs);
@@ -333,7 +303,7 @@ TEST_CASE("nats: the error paths say what went wrong", "[bridge][nats][errors]")
         CHECK(r.error().id() == "courier.bridge.nats.connect");
         CHECK(std::chrono::steady_clock::now() - t0 < 2s);
         // Unconnected: publish and poll fail, subscribe is remembered for the next connect.
-        auto p = t.publish(1, make("order.created.v1", "x"));
+        auto p = t.publish(1, make_nats("order.created.v1", "x"));
         REQUIRE_FALSE(p);
         CHECK(p.error() == courier::errc::closed);
         CHECK(t.subscribe({.topic = "order.*.v1"}));
@@ -345,7 +315,7 @@ TEST_CASE("nats: the error paths say what went wrong", "[bridge][nats][errors]")
         auto& server = nats_test::nats_server::shared();
         cb::nats_transport t(core_options(server));
         REQUIRE(t.connect(2s));
-        auto big = make("order.created.v1", "big", "", std::string(t.caps().max_message_bytes + 1, 'x'));
+        auto big = make_nats("order.created.v1", "big", "", std::string(t.caps().max_message_bytes + 1, 'x'));
         auto r = t.publish(1, big);
         REQUIRE_FALSE(r);
         CHECK(r.error() == courier::errc::limit_exceeded);
@@ -355,13 +325,13 @@ TEST_CASE("nats: the error paths say what went wrong", "[bridge][nats][errors]")
         loose.max_message_bytes = 4 * 1024 * 1024;
         cb::nats_transport l(loose);
         REQUIRE(l.connect(2s));
-        auto r2 = l.publish(1, make("order.created.v1", "big2", "", std::string(2 * 1024 * 1024, 'x')));
+        auto r2 = l.publish(1, make_nats("order.created.v1", "big2", "", std::string(2 * 1024 * 1024, 'x')));
         REQUIRE_FALSE(r2);
         CHECK(r2.error() == courier::errc::limit_exceeded);
-        auto s = t.publish(2, make("order.*.v1", "wild"));
+        auto s = t.publish(2, make_nats("order.*.v1", "wild"));
         REQUIRE_FALSE(s);
         CHECK(s.error().id() == "courier.bridge.nats.subject");
-        auto h = make("order.created.v1", "hdr");
+        auto h = make_nats("order.created.v1", "hdr");
         h.headers.emplace_back("bad:name", "v");
         auto hr = t.publish(3, h);
         REQUIRE_FALSE(hr);
@@ -389,9 +359,9 @@ TEST_CASE("nats jetstream: publishes are acked by the stream and a repeated even
     cb::nats_transport t(js_options(server, domain));
     REQUIRE(t.connect(3s));
     constexpr int n = 300;
-    for (int i = 0; i < n; ++i) REQUIRE(t.publish(static_cast<std::uint64_t>(i), make(domain + ".created.v1", "id-" + std::to_string(i))));
+    for (int i = 0; i < n; ++i) REQUIRE(t.publish(static_cast<std::uint64_t>(i), make_nats(domain + ".created.v1", "id-" + std::to_string(i))));
     // The same event again (a bridge retry after a lost confirm): JetStream's dedup drops it.
-    REQUIRE(t.publish(1000, make(domain + ".created.v1", "id-5")));
+    REQUIRE(t.publish(1000, make_nats(domain + ".created.v1", "id-5")));
     collector c;
     REQUIRE(c.drive(t, [&] { return c.confirms.size() == n + 1; }));
     CHECK(c.ok_confirms() == n + 1);
@@ -425,7 +395,7 @@ TEST_CASE("nats jetstream: unacked deliveries come back to the durable consumer,
 
     cb::nats_transport pub(js_options(server, domain));
     REQUIRE(pub.connect(3s));
-    for (int i = 0; i < 10; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make(subject, "s" + std::to_string(i))));
+    for (int i = 0; i < 10; ++i) REQUIRE(pub.publish(static_cast<std::uint64_t>(i), make_nats(subject, "s" + std::to_string(i))));
     collector pc;
     REQUIRE(pc.drive(pub, [&] { return pc.confirms.size() == 10; }));
     REQUIRE(pc.ok_confirms() == 10);
@@ -479,17 +449,17 @@ TEST_CASE("nats: after the server restarts, poll reports the loss and connect re
         cb::nats_transport t(core_options(own));
         REQUIRE(t.connect(2s));
         REQUIRE(t.subscribe({.topic = domain + ".#", .group = "g"}));
-        REQUIRE(t.publish(1, make(domain + ".a.v1", "before")));
+        REQUIRE(t.publish(1, make_nats(domain + ".a.v1", "before")));
         collector c;
         REQUIRE(c.drive(t, [&] { return c.messages.size() == 1 && c.confirms.size() == 1; }));
         own.restart();
         REQUIRE(c.drive(t, [&] { return !c.errors.empty(); }));
         CHECK(c.errors[0].id() == "courier.bridge.nats.disconnected");
         CHECK_FALSE(t.connected());
-        auto p = t.publish(2, make(domain + ".a.v1", "while-down"));
+        auto p = t.publish(2, make_nats(domain + ".a.v1", "while-down"));
         REQUIRE_FALSE(p);
         REQUIRE(nats_test::reconnect(t, 10s));
-        REQUIRE(t.publish(3, make(domain + ".a.v1", "after")));
+        REQUIRE(t.publish(3, make_nats(domain + ".a.v1", "after")));
         REQUIRE(c.drive(t, [&] { return c.messages.size() == 2; }));
         CHECK(c.messages[1].message.event_id == "after");
         CHECK(t.stats().connects == 2);
@@ -500,7 +470,7 @@ TEST_CASE("nats: after the server restarts, poll reports the loss and connect re
         cb::nats_transport t(js_options(own, domain));
         REQUIRE(t.connect(3s));
         REQUIRE(t.subscribe(spec));
-        for (int i = 0; i < 20; ++i) REQUIRE(t.publish(static_cast<std::uint64_t>(i), make(domain + ".x.v1", "m" + std::to_string(i))));
+        for (int i = 0; i < 20; ++i) REQUIRE(t.publish(static_cast<std::uint64_t>(i), make_nats(domain + ".x.v1", "m" + std::to_string(i))));
         collector c;
         REQUIRE(c.drive(t, [&] { return c.confirms.size() == 20 && c.messages.size() == 20; }));
         CHECK(c.ok_confirms() == 20);
@@ -547,6 +517,7 @@ TEST_CASE("nats: wake makes a blocked poll return at once, from another thread",
 
 // ---- the shared conformance suite: core NATS and JetStream --------------------------------
 #include "bridge/conformance.hpp"
+#include "bridge/transport_support.hpp"
 
 namespace {
 

@@ -14,21 +14,14 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "wait.hpp"
 
 using namespace test_events;
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class Pred>
-bool wait_until(Pred p, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!p()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
+using courier_test::wait_until;
 
 struct fatal_error : std::runtime_error {
     using std::runtime_error::runtime_error;

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "wait.hpp"
 
 using namespace test_events;
 using namespace std::chrono_literals;
@@ -25,15 +26,7 @@ courier::subscription_options inline_opts() {
     return o;
 }
 
-template <class Pred>
-bool wait_until(Pred p, std::chrono::milliseconds limit = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!p()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
+using courier_test::wait_until;
 
 }  // namespace
 

@@ -16,6 +16,8 @@ using courier::from_cloudevent;
 using courier::to_cloudevent;
 using nlohmann::json;
 
+using courier_test::check_error;
+
 namespace {
 
 envelope sample() {
@@ -38,18 +40,10 @@ const std::string sample_text =
     R"("courierheaders":"{\"X-Request-Id\":\"r-9\",\"empty\":\"\",\"id\":\"clash\"}"})";
 
 template <class Edit>
-std::string edited(Edit edit) {
+std::string edited_sample(Edit edit) {
     json j = json::parse(sample_text);
     edit(j);
     return j.dump();
-}
-
-void check_error(const courier::result<envelope>& r, courier::errc code, std::string_view id,
-                 std::string_view says = {}) {
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == code);
-    CHECK(r.error().id() == id);
-    if (!says.empty()) CHECK_THAT(r.error().message, Catch::Matchers::Contains(std::string(says)));
 }
 
 }  // namespace
@@ -129,9 +123,9 @@ TEST_CASE("from_cloudevent accepts CloudEvents from other producers", "[event][c
                                                             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}});
     for (const char* type : {"application/json", "text/json", "APPLICATION/JSON ; charset=utf-8", "application/x+json"}) {
         INFO(type);
-        CHECK(from_cloudevent(edited([&](json& j) { j["datacontenttype"] = type; })));
+        CHECK(from_cloudevent(edited_sample([&](json& j) { j["datacontenttype"] = type; })));
     }
-    CHECK(from_cloudevent(edited([](json& j) { j.erase("datacontenttype"); })));
+    CHECK(from_cloudevent(edited_sample([](json& j) { j.erase("datacontenttype"); })));
 }
 
 TEST_CASE("from_cloudevent rejects what courier cannot represent, by id", "[event][cloudevents]") {
@@ -141,57 +135,57 @@ TEST_CASE("from_cloudevent rejects what courier cannot represent, by id", "[even
     check_error(from_cloudevent("\"1.0\""), malformed, "courier.cloudevent.not_an_object", "found string");
     for (const char* attr : {"specversion", "id", "source", "type", "time"}) {
         INFO(attr);
-        check_error(from_cloudevent(edited([&](json& j) { j.erase(attr); })), malformed,
+        check_error(from_cloudevent(edited_sample([&](json& j) { j.erase(attr); })), malformed,
                     "courier.cloudevent.missing_field", "missing required attribute '" + std::string(attr) + "'");
-        check_error(from_cloudevent(edited([&](json& j) { j[attr] = nullptr; })), malformed,
+        check_error(from_cloudevent(edited_sample([&](json& j) { j[attr] = nullptr; })), malformed,
                     "courier.cloudevent.missing_field");
-        check_error(from_cloudevent(edited([&](json& j) { j[attr] = 5; })), malformed, "courier.cloudevent.wrong_type",
+        check_error(from_cloudevent(edited_sample([&](json& j) { j[attr] = 5; })), malformed, "courier.cloudevent.wrong_type",
                     "attribute '" + std::string(attr) + "' must be");
     }
-    check_error(from_cloudevent(edited([](json& j) { j.erase("time"); })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j.erase("time"); })), malformed,
                 "courier.cloudevent.missing_field", "required by courier");
-    check_error(from_cloudevent(edited([](json& j) { j["specversion"] = "0.3"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["specversion"] = "0.3"; })), malformed,
                 "courier.cloudevent.bad_specversion", "'0.3' is not supported");
-    check_error(from_cloudevent(edited([](json& j) { j["id"] = "A234-21-1234"; })), malformed, "courier.cloudevent.bad_id",
+    check_error(from_cloudevent(edited_sample([](json& j) { j["id"] = "A234-21-1234"; })), malformed, "courier.cloudevent.bad_id",
                 "must be a UUID");
-    check_error(from_cloudevent(edited([](json& j) { j["id"] = "00000000-0000-0000-0000-000000000000"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["id"] = "00000000-0000-0000-0000-000000000000"; })), malformed,
                 "courier.cloudevent.bad_id", "nil UUID");
-    check_error(from_cloudevent(edited([](json& j) { j["source"] = ""; })), malformed, "courier.cloudevent.bad_source");
-    check_error(from_cloudevent(edited([](json& j) { j["type"] = "com.github.pull_request.opened"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["source"] = ""; })), malformed, "courier.cloudevent.bad_source");
+    check_error(from_cloudevent(edited_sample([](json& j) { j["type"] = "com.github.pull_request.opened"; })), malformed,
                 "courier.cloudevent.bad_type", "must be the version");
-    check_error(from_cloudevent(edited([](json& j) { j["time"] = "2025-01-01"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["time"] = "2025-01-01"; })), malformed,
                 "courier.cloudevent.bad_time", "expected 'T'");
-    check_error(from_cloudevent(edited([](json& j) { j["datacontenttype"] = "text/plain"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["datacontenttype"] = "text/plain"; })), malformed,
                 "courier.cloudevent.unsupported_content_type", "'text/plain' is not JSON");
-    check_error(from_cloudevent(edited([](json& j) { j["datacontenttype"] = 1; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["datacontenttype"] = 1; })), malformed,
                 "courier.cloudevent.wrong_type");
-    check_error(from_cloudevent(edited([](json& j) {
+    check_error(from_cloudevent(edited_sample([](json& j) {
                     j.erase("data");
                     j["data_base64"] = "AAEC";
                 })),
                 malformed, "courier.cloudevent.unsupported_content_type", "data_base64");
-    check_error(from_cloudevent(edited([](json& j) { j["traceid"] = 1; })), malformed, "courier.cloudevent.wrong_type",
+    check_error(from_cloudevent(edited_sample([](json& j) { j["traceid"] = 1; })), malformed, "courier.cloudevent.wrong_type",
                 "attribute 'traceid' must be a string");
-    check_error(from_cloudevent(edited([](json& j) { j["tenant"] = json::object(); })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["tenant"] = json::object(); })), malformed,
                 "courier.cloudevent.wrong_type", "attribute 'tenant' must be a string, number or boolean");
-    check_error(from_cloudevent(edited([](json& j) { j["courierheaders"] = 1; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["courierheaders"] = 1; })), malformed,
                 "courier.cloudevent.wrong_type", "'courierheaders'");
-    check_error(from_cloudevent(edited([](json& j) { j["courierheaders"] = "not json"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["courierheaders"] = "not json"; })), malformed,
                 "courier.cloudevent.bad_extension", "JSON object of strings");
-    check_error(from_cloudevent(edited([](json& j) { j["courierheaders"] = "[1]"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["courierheaders"] = "[1]"; })), malformed,
                 "courier.cloudevent.bad_extension");
-    check_error(from_cloudevent(edited([](json& j) { j["courierheaders"] = R"({"a":{"b":"c"}})"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["courierheaders"] = R"({"a":{"b":"c"}})"; })), malformed,
                 "courier.cloudevent.bad_extension");
-    check_error(from_cloudevent(edited([](json& j) { j["courierheaders"] = R"({"a":1})"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["courierheaders"] = R"({"a":1})"; })), malformed,
                 "courier.cloudevent.bad_extension", "header 'a' must be a string, found number");
-    check_error(from_cloudevent(edited([](json& j) { j["courierheaders"] = R"({"tenant":"x"})"; })), malformed,
+    check_error(from_cloudevent(edited_sample([](json& j) { j["courierheaders"] = R"({"tenant":"x"})"; })), malformed,
                 "courier.cloudevent.bad_extension", "header 'tenant' appears both");
 
     SECTION("limits") {
         courier::decode_limits limits;
         limits.max_bytes = 100;
         check_error(from_cloudevent(sample_text, limits), errc::limit_exceeded, "courier.cloudevent.too_large");
-        check_error(from_cloudevent(edited([](json& j) { j["data"] = json::parse(std::string(70, '[') + std::string(70, ']')); })),
+        check_error(from_cloudevent(edited_sample([](json& j) { j["data"] = json::parse(std::string(70, '[') + std::string(70, ']')); })),
                     errc::limit_exceeded, "courier.cloudevent.too_deep");
         limits = {};
         limits.max_headers = 4;  // the sample carries 5 headers: 2 attributes + 3 packed

@@ -16,6 +16,8 @@ using courier::encode;
 using courier::envelope;
 using nlohmann::json;
 
+using courier_test::check_error;
+
 namespace {
 
 constexpr const char* golden_id = "0194228e-b57b-7000-8000-000000000001";
@@ -40,18 +42,10 @@ const std::string golden_text =
 
 // The golden envelope as JSON, edited by `edit`, then encoded to text.
 template <class Edit>
-std::string edited(Edit edit) {
+std::string edited_golden(Edit edit) {
     json j = json::parse(golden_text);
     edit(j);
     return j.dump();
-}
-
-void check_error(const courier::result<envelope>& r, courier::errc code, std::string_view id,
-                 std::string_view says = {}) {
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == code);
-    CHECK(r.error().id() == id);
-    if (!says.empty()) CHECK_THAT(r.error().message, Catch::Matchers::Contains(std::string(says)));
 }
 
 }  // namespace
@@ -70,7 +64,7 @@ TEST_CASE("decode reads the wire format back", "[event][envelope_codec]") {
     CHECK(*r == golden_envelope());
 
     SECTION("optional metadata and headers may be absent or null; unknown fields are ignored") {
-        auto minimal = decode(edited([](json& j) {
+        auto minimal = decode(edited_golden([](json& j) {
             j.erase("metadata");
             j["headers"] = nullptr;
             j["future_field"] = {1, 2, 3};
@@ -78,14 +72,14 @@ TEST_CASE("decode reads the wire format back", "[event][envelope_codec]") {
         REQUIRE(minimal);
         CHECK(minimal->metadata == courier::event_metadata{});
         CHECK(minimal->headers.empty());
-        auto partial = decode(edited([](json& j) { j["metadata"] = {{"trace_id", "t"}, {"producer", nullptr}}; }));
+        auto partial = decode(edited_golden([](json& j) { j["metadata"] = {{"trace_id", "t"}, {"producer", nullptr}}; }));
         REQUIRE(partial);
         CHECK(partial->metadata.trace_id == "t");
         CHECK(partial->metadata.producer.empty());
     }
     SECTION("data may be null or any JSON value") {
         for (const json& data : {json(nullptr), json(42), json("text"), json::array({1, "x"})}) {
-            auto d = decode(edited([&](json& j) { j["data"] = data; }));
+            auto d = decode(edited_golden([&](json& j) { j["data"] = data; }));
             REQUIRE(d);
             CHECK(d->data == data);
         }
@@ -244,12 +238,12 @@ TEST_CASE("decode rejects input over the limits before parsing it", "[event][env
         CHECK(decode(nested(63)));
         check_error(decode(nested(64)), errc::limit_exceeded, "courier.envelope.too_deep");
         // Brackets inside strings are not nesting.
-        CHECK(decode(edited([](json& j) { j["data"] = std::string(1000, '['); })));
-        CHECK(decode(edited([](json& j) { j["data"] = "\\\"[[[[" + std::string(100, '{'); })));
+        CHECK(decode(edited_golden([](json& j) { j["data"] = std::string(1000, '['); })));
+        CHECK(decode(edited_golden([](json& j) { j["data"] = "\\\"[[[[" + std::string(100, '{'); })));
     }
     SECTION("too many headers") {
         const auto with_headers = [](int n) {
-            return edited([n](json& j) {
+            return edited_golden([n](json& j) {
                 for (int i = 0; i < n; ++i) j["headers"]["h" + std::to_string(i)] = "v";
             });
         };
@@ -279,7 +273,7 @@ TEST_CASE("decode rejects malformed envelopes with an error that says what is wr
     SECTION("each required field missing") {
         for (const char* field : {"event_type", "event_id", "timestamp", "version", "data"}) {
             INFO(field);
-            check_error(decode(edited([&](json& j) { j.erase(field); })), malformed, "courier.envelope.missing_field",
+            check_error(decode(edited_golden([&](json& j) { j.erase(field); })), malformed, "courier.envelope.missing_field",
                         "missing required field '" + std::string(field) + "'");
         }
     }
@@ -301,47 +295,47 @@ TEST_CASE("decode rejects malformed envelopes with an error that says what is wr
         };
         for (const auto& c : cases) {
             INFO(c.path);
-            check_error(decode(edited([&](json& j) { j[c.path] = c.value; })), malformed, "courier.envelope.wrong_type",
+            check_error(decode(edited_golden([&](json& j) { j[c.path] = c.value; })), malformed, "courier.envelope.wrong_type",
                         c.says);
         }
-        check_error(decode(edited([](json& j) { j["metadata"]["trace_id"] = 7; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["metadata"]["trace_id"] = 7; })), malformed,
                     "courier.envelope.wrong_type", "field 'metadata.trace_id' must be a string, found number");
-        check_error(decode(edited([](json& j) { j["metadata"]["causation_id"] = json::object(); })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["metadata"]["causation_id"] = json::object(); })), malformed,
                     "courier.envelope.wrong_type", "metadata.causation_id");
-        check_error(decode(edited([](json& j) { j["headers"]["tenant"] = 1; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["headers"]["tenant"] = 1; })), malformed,
                     "courier.envelope.wrong_type", "header 'tenant' must be a string, found number");
-        check_error(decode(edited([](json& j) { j["headers"]["x"] = nullptr; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["headers"]["x"] = nullptr; })), malformed,
                     "courier.envelope.wrong_type", "found null");
     }
     SECTION("a bad event name") {
-        check_error(decode(edited([](json& j) { j["event_type"] = "Order.created.v1"; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["event_type"] = "Order.created.v1"; })), malformed,
                     "courier.envelope.bad_event_type",
                     "field 'event_type' is not a valid event name: 'Order.created.v1': segment 1 'Order'");
-        check_error(decode(edited([](json& j) { j["event_type"] = "order.created"; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["event_type"] = "order.created"; })), malformed,
                     "courier.envelope.bad_event_type", "must be the version");
-        check_error(decode(edited([](json& j) { j["event_type"] = ""; })), malformed, "courier.envelope.bad_event_type");
+        check_error(decode(edited_golden([](json& j) { j["event_type"] = ""; })), malformed, "courier.envelope.bad_event_type");
     }
     SECTION("a version that does not match the name") {
-        check_error(decode(edited([](json& j) { j["version"] = 2; })), malformed, "courier.envelope.version_mismatch",
+        check_error(decode(edited_golden([](json& j) { j["version"] = 2; })), malformed, "courier.envelope.version_mismatch",
                     "field 'version' is 2 but event_type 'order.created.v1' is version 1");
-        check_error(decode(edited([](json& j) { j["version"] = -1; })), malformed, "courier.envelope.version_mismatch");
-        check_error(decode(edited([](json& j) { j["version"] = 18446744073709551615ULL; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["version"] = -1; })), malformed, "courier.envelope.version_mismatch");
+        check_error(decode(edited_golden([](json& j) { j["version"] = 18446744073709551615ULL; })), malformed,
                     "courier.envelope.version_mismatch");
-        check_error(decode(edited([](json& j) { j["version"] = 4294967297LL; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["version"] = 4294967297LL; })), malformed,
                     "courier.envelope.version_mismatch");  // would be 1 if truncated to 32 bits
     }
     SECTION("a bad event id") {
-        check_error(decode(edited([](json& j) { j["event_id"] = "not-a-uuid"; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["event_id"] = "not-a-uuid"; })), malformed,
                     "courier.envelope.bad_event_id", "field 'event_id' is not a UUID");
-        check_error(decode(edited([](json& j) { j["event_id"] = "0194228e-b57b-7000-8000-00000000000g"; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["event_id"] = "0194228e-b57b-7000-8000-00000000000g"; })), malformed,
                     "courier.envelope.bad_event_id", "invalid hex digit at offset 35");
-        check_error(decode(edited([](json& j) { j["event_id"] = "00000000-0000-0000-0000-000000000000"; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["event_id"] = "00000000-0000-0000-0000-000000000000"; })), malformed,
                     "courier.envelope.bad_event_id", "nil UUID");
     }
     SECTION("a bad timestamp") {
-        check_error(decode(edited([](json& j) { j["timestamp"] = "2025-13-01T00:00:00Z"; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["timestamp"] = "2025-13-01T00:00:00Z"; })), malformed,
                     "courier.envelope.bad_timestamp", "month 13 is out of range");
-        check_error(decode(edited([](json& j) { j["timestamp"] = "yesterday"; })), malformed,
+        check_error(decode(edited_golden([](json& j) { j["timestamp"] = "yesterday"; })), malformed,
                     "courier.envelope.bad_timestamp", "field 'timestamp' is not an RFC 3339 time");
     }
 }

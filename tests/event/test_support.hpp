@@ -7,10 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <catch2/catch.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <string_view>
 
 namespace courier_test {
 
@@ -72,6 +75,16 @@ inline courier::envelope random_envelope(std::mt19937_64& rng) {
     e.metadata.causation_id = random_text(rng);
     for (int n = std::uniform_int_distribution<int>(0, 5)(rng); n > 0; --n) e.headers[random_text(rng, 6)] = random_text(rng);
     return e;
+}
+
+/// Asserts that `r` failed with `code` and the stable id `id` (and, when given, that its
+/// message says `says`).
+inline void check_error(const courier::result<courier::envelope>& r, courier::errc code, std::string_view id,
+                        std::string_view says = {}) {
+    REQUIRE_FALSE(r);
+    CHECK(r.error() == code);
+    CHECK(r.error().id() == id);
+    if (!says.empty()) CHECK_THAT(r.error().message, Catch::Matchers::Contains(std::string(says)));
 }
 
 }  // namespace courier_test

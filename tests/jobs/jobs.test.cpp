@@ -24,6 +24,7 @@
 #include <thread>
 #include <unordered_set>
 #include <vector>
+#include "wait.hpp"
 
 using namespace std::chrono_literals;
 
@@ -31,15 +32,7 @@ using namespace std::chrono_literals;
 // used, and clang warns about unused functions in an anonymous namespace.
 namespace jobs_test {
 
-template <class Pred>
-bool wait_until(Pred p, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!p()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
+using courier_test::wait_until;
 
 struct square {
     static constexpr std::string_view job_type = "math.square";

@@ -70,7 +70,7 @@ using namespace std::chrono_literals;
 namespace {
 
 template <class Pred>
-bool wait_until(Pred p, std::chrono::milliseconds limit) {
+bool wait_sleeping(Pred p, std::chrono::milliseconds limit) {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!p()) {
         if (std::chrono::steady_clock::now() > deadline) return false;
@@ -200,7 +200,7 @@ TEST_CASE("stress: a million jobs through several workers, each run exactly once
         });
     }
     for (auto& t : threads) t.join();
-    REQUIRE(wait_until([&] { return done.load(std::memory_order_acquire) == n; }, 120s));
+    REQUIRE(wait_sleeping([&] { return done.load(std::memory_order_acquire) == n; }, 120s));
     const auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("jobs stress: %llu jobs, %d producers, 4 workers on 2 threads: %.2f s (%.0f jobs/s)\n",
                 static_cast<unsigned long long>(n), producers, secs, static_cast<double>(n) / secs);
@@ -209,7 +209,7 @@ TEST_CASE("stress: a million jobs through several workers, each run exactly once
     for (auto& r : runs) wrong += r.load(std::memory_order_relaxed) != 1;
     CHECK(wrong == 0);
     CHECK(sum.load() == n * (n - 1) / 2);
-    REQUIRE(wait_until([&] { return q.stats().completed == n; }, 10s));
+    REQUIRE(wait_sleeping([&] { return q.stats().completed == n; }, 10s));
     CHECK(q.stats().waiting == 0);
 }
 
@@ -235,11 +235,11 @@ TEST_CASE("stress: jobs that fail k times run exactly k + 1 attempts", "[jobs][s
         });
     }
     for (auto& t : threads) t.join();
-    REQUIRE(wait_until([&] { return done.load(std::memory_order_acquire) == n; }, 120s));
+    REQUIRE(wait_sleeping([&] { return done.load(std::memory_order_acquire) == n; }, 120s));
     std::uint64_t wrong = 0;
     for (std::uint64_t i = 0; i < n; ++i) wrong += attempts[i].load() != i % 4 + 1;
     CHECK(wrong == 0);
-    REQUIRE(wait_until([&] { return q.stats().completed == n; }, 10s));
+    REQUIRE(wait_sleeping([&] { return q.stats().completed == n; }, 10s));
     auto st = q.stats();
     CHECK(st.failed_attempts == n / 4 * (0 + 1 + 2 + 3));
     CHECK(st.retried == st.failed_attempts);

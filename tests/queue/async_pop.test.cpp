@@ -32,45 +32,17 @@
 #include <tuple>
 #include <vector>
 
+#include "queue/queue_support.hpp"
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 using courier::queue_status;
 namespace asio = boost::asio;
 
+using namespace courier_test;
+
 namespace {
 
-template <class F>
-void run_with_time_limit(std::chrono::milliseconds limit, F&& body) {
-    std::packaged_task<void()> task(std::forward<F>(body));
-    auto done = task.get_future();
-    std::thread runner(std::move(task));
-    if (done.wait_for(limit) == std::future_status::timeout) {
-        std::fprintf(stderr, "time limit of %lld ms exceeded: an async_pop never completed\n",
-                     static_cast<long long>(limit.count()));
-        std::fflush(stderr);
-        std::_Exit(3);
-    }
-    runner.join();
-    done.get();
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
-
-struct no_spin_traits : courier::mpmc_queue_traits {
-    static constexpr int spin_count = 0;  // park at once
-};
-
-template <class Q>
-std::size_t parked(Q& q) {
-    return courier::detail::queue_access::pop_waiter_count(q);
-}
 
 // What a callback saw.
 template <class T>
@@ -140,7 +112,7 @@ TEST_CASE("async_pop is woken by close with errc::closed and a default value", "
                            }));
     }
     run_with_time_limit(20s, [&] {
-        REQUIRE(eventually([&] {
+        REQUIRE(wait_until([&] {
             io.poll();  // runs the posted attempts, which park
             return parked(q) == 3;
         }));
@@ -213,7 +185,7 @@ TEST_CASE("many pending async_pops each get exactly one item", "[queue][async]")
                            }));
     }
     run_with_time_limit(30s, [&] {
-        REQUIRE(eventually([&] {
+        REQUIRE(wait_until([&] {
             io.poll();
             return parked(q) == waiters;
         }));
@@ -261,10 +233,10 @@ TEST_CASE("async_pop and blocked threads share one queue without losing a wake-u
             REQUIRE(q.try_push(int(i)) == queue_status::ok);
             if (i % 16 == 0) {
                 // Let the consumers park now and then, so pushes meet parked waiters.
-                REQUIRE(eventually([&] { return async_count + thread_count == i; }));
+                REQUIRE(wait_until([&] { return async_count + thread_count == i; }));
             }
         }
-        REQUIRE(eventually([&] { return async_count + thread_count == 2 * per_side; }));
+        REQUIRE(wait_until([&] { return async_count + thread_count == 2 * per_side; }));
         q.close();
         consumer.join();
         runner.join();
@@ -280,7 +252,7 @@ TEST_CASE("async_pop on a bounded_queue frees room for a blocked pusher", "[queu
     run_with_time_limit(20s, [&] {
         std::atomic<int> pushed{-1};
         std::thread producer([&] { pushed = static_cast<int>(q.push(2)); });
-        REQUIRE(eventually([&] { return courier::detail::queue_access::push_waiter_count(q) == 1; }));
+        REQUIRE(wait_until([&] { return courier::detail::queue_access::push_waiter_count(q) == 1; }));
         std::vector<int> got;
         for (int i = 0; i < 2; ++i) {
             courier::async_pop(q, asio::bind_executor(io, [&](std::error_code ec, int v) {
@@ -308,7 +280,7 @@ TEST_CASE("async_push waits for room in a bounded_queue under block", "[queue][a
                         }));
     REQUIRE_FALSE(out.done);
     run_with_time_limit(20s, [&] {
-        REQUIRE(eventually([&] {
+        REQUIRE(wait_until([&] {
             io.poll();
             return courier::detail::queue_access::push_waiter_count(q) == 1;
         }));
@@ -338,7 +310,7 @@ TEST_CASE("async_push hands the item back with errc::closed when the queue close
                             }));
     }
     run_with_time_limit(20s, [&] {
-        REQUIRE(eventually([&] {
+        REQUIRE(wait_until([&] {
             io.poll();
             return courier::detail::queue_access::push_waiter_count(q) == 2;
         }));
@@ -501,7 +473,7 @@ TEST_CASE("async_push hands the item back with errc::cancelled when its cancella
                                                                 seen = ec;
                                                                 back = v;
                                                             })));
-    REQUIRE(eventually([&] {
+    REQUIRE(wait_until([&] {
         io.poll();
         return courier::detail::queue_access::push_waiter_count(q) == 1;
     }));
@@ -521,7 +493,7 @@ TEST_CASE("async_pop completes with errc::cancelled when its cancellation slot f
                                                            seen = ec;
                                                            done = true;
                                                        })));
-    REQUIRE(eventually([&] {
+    REQUIRE(wait_until([&] {
         io.poll();
         return parked(q) == 1;
     }));

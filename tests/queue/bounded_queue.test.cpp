@@ -17,38 +17,17 @@
 #include <thread>
 #include <vector>
 
+#include "queue/queue_support.hpp"
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 using courier::overflow_policy;
 using courier::queue_status;
 
+using namespace courier_test;
+
 namespace {
 
-// Runs `body` on a helper thread; if it has not finished within `limit` a queue call is stuck,
-// and since a stuck thread cannot be joined the process exits with a message.
-template <class F>
-void run_with_time_limit(std::chrono::milliseconds limit, F&& body) {
-    std::packaged_task<void()> task(std::forward<F>(body));
-    auto done = task.get_future();
-    std::thread runner(std::move(task));
-    if (done.wait_for(limit) == std::future_status::timeout) {
-        std::fprintf(stderr, "time limit of %lld ms exceeded: a queue operation is stuck\n",
-                     static_cast<long long>(limit.count()));
-        std::fflush(stderr);
-        std::_Exit(3);
-    }
-    runner.join();
-    done.get();
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
 
 template <class T>
 std::size_t parked_pops(courier::bounded_queue<T>& q) {
@@ -215,7 +194,7 @@ TEST_CASE("bounded_queue wakes a blocked producer when a consumer makes room", "
         REQUIRE(q.try_push(std::make_unique<int>(2)) == queue_status::ok);
         std::atomic<int> status{-1};
         std::thread producer([&] { status = static_cast<int>(q.push(std::make_unique<int>(3))); });
-        REQUIRE(eventually([&] { return parked_pushes(q) == 1; }));
+        REQUIRE(wait_until([&] { return parked_pushes(q) == 1; }));
         std::unique_ptr<int> v;
         REQUIRE(q.try_pop(v) == queue_status::ok);
         REQUIRE(*v == 1);
@@ -236,7 +215,7 @@ TEST_CASE("bounded_queue wakes a blocked consumer when an item arrives", "[queue
             int v = -1;
             if (q.pop(v) == queue_status::ok) got = v;
         });
-        REQUIRE(eventually([&] { return parked_pops(q) == 1; }));
+        REQUIRE(wait_until([&] { return parked_pops(q) == 1; }));
         REQUIRE(q.try_push(11) == queue_status::ok);
         consumer.join();
         REQUIRE(got == 11);
@@ -258,7 +237,7 @@ TEST_CASE("bounded_queue close wakes blocked producers and consumers", "[queue][
                     if (item != nullptr) ++kept;
                 });
             }
-            REQUIRE(eventually([&] { return parked_pushes(q) == 3; }));
+            REQUIRE(wait_until([&] { return parked_pushes(q) == 3; }));
             q.close();
             for (auto& t : producers) t.join();
             REQUIRE(closed_seen == 3);
@@ -279,7 +258,7 @@ TEST_CASE("bounded_queue close wakes blocked producers and consumers", "[queue][
                     if (q.pop_for(v, 30s) == queue_status::closed) ++closed_seen;
                 });
             }
-            REQUIRE(eventually([&] { return parked_pops(q) == 3; }));
+            REQUIRE(wait_until([&] { return parked_pops(q) == 3; }));
             q.close();
             for (auto& t : consumers) t.join();
             REQUIRE(closed_seen == 3);

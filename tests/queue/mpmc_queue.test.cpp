@@ -16,53 +16,20 @@
 #include <thread>
 #include <vector>
 
+#include "queue/queue_support.hpp"
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 using courier::queue_status;
 
+using namespace courier_test;
+
 namespace {
 
-// Runs `body` on a helper thread; if it has not finished within `limit` a queue call is stuck,
-// and since a stuck thread cannot be joined the process exits with a message.
-template <class F>
-void run_with_time_limit(std::chrono::milliseconds limit, F&& body) {
-    std::packaged_task<void()> task(std::forward<F>(body));
-    auto done = task.get_future();
-    std::thread runner(std::move(task));
-    if (done.wait_for(limit) == std::future_status::timeout) {
-        std::fprintf(stderr, "time limit of %lld ms exceeded: a queue operation is stuck\n",
-                     static_cast<long long>(limit.count()));
-        std::fflush(stderr);
-        std::_Exit(3);
-    }
-    runner.join();
-    done.get();  // rethrows a failed REQUIRE from the body
-}
 
-// Waits (yielding, never sleeping a fixed time) until `pred` holds or `limit` passes.
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!pred()) {
-        if (std::chrono::steady_clock::now() >= deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
-
-struct symmetric_traits : courier::mpmc_queue_traits {
-    static constexpr courier::wake_fence fence = courier::wake_fence::symmetric;
-};
-struct no_spin_traits : courier::mpmc_queue_traits {
-    static constexpr int spin_count = 0;  // park at once: exercises the slow path
-};
 struct small_block_traits : courier::mpmc_queue_traits {
     static constexpr std::size_t block_size = 4;
 };
-
-template <class Q>
-std::size_t parked(Q& q) {
-    return courier::detail::queue_access::pop_waiter_count(q);
-}
 
 }  // namespace
 
@@ -223,7 +190,7 @@ TEMPLATE_TEST_CASE("mpmc_queue wakes a parked consumer when an item arrives", "[
             status = static_cast<int>(q.pop(v));
             got = v;
         });
-        REQUIRE(eventually([&] { return parked(q) == 1; }));  // really parked, not spinning
+        REQUIRE(wait_until([&] { return parked(q) == 1; }));  // really parked, not spinning
         REQUIRE(q.try_push(42) == queue_status::ok);
         consumer.join();
         REQUIRE(status == static_cast<int>(queue_status::ok));
@@ -238,7 +205,7 @@ TEMPLATE_TEST_CASE("mpmc_queue pop_bulk_for waits for the first item and takes w
     run_with_time_limit(20s, [&] {
         std::vector<int> out;
         std::thread consumer([&] { (void)q.pop_bulk_for(std::back_inserter(out), 16, 10s); });
-        REQUIRE(eventually([&] { return parked(q) == 1; }));
+        REQUIRE(wait_until([&] { return parked(q) == 1; }));
         std::vector<int> items{1, 2, 3};
         REQUIRE(q.try_push_bulk(items.begin(), items.size()) == 3);
         consumer.join();
@@ -269,7 +236,7 @@ TEMPLATE_TEST_CASE("mpmc_queue close wakes every blocked consumer after they dra
                 ++closed_seen;
             });
         }
-        REQUIRE(eventually([&] { return parked(q) == consumers; }));
+        REQUIRE(wait_until([&] { return parked(q) == consumers; }));
         q.close();
         for (auto& t : threads) t.join();
         REQUIRE(closed_seen == consumers);
@@ -298,7 +265,7 @@ TEST_CASE("mpmc_queue consumers blocked with deadlines drain the queue before se
                 }
             });
         }
-        REQUIRE(eventually([&] { return parked(q) == 3; }));
+        REQUIRE(wait_until([&] { return parked(q) == 3; }));
         for (int i = 1; i <= 1000; ++i) REQUIRE(q.try_push(i) == queue_status::ok);
         q.close();
         for (auto& t : threads) t.join();
@@ -336,7 +303,7 @@ TEST_CASE("mpmc_queue never loses an item whose push returned ok while racing cl
             }
         });
         start = true;
-        REQUIRE(eventually([&] { return popped.load() > 10'000; }));
+        REQUIRE(wait_until([&] { return popped.load() > 10'000; }));
         q.close();
         for (auto& t : threads) t.join();
         // The consumer stopped at `closed`; whatever a racing push added after that is still
@@ -360,7 +327,7 @@ TEST_CASE("mpmc_queue treats a huge timeout as no deadline", "[queue][mpmc][time
             int v = 0;
             if (q.pop_for(v, std::chrono::nanoseconds::max()) == queue_status::ok) got = v;
         });
-        REQUIRE(eventually([&] { return parked(q) == 1; }));
+        REQUIRE(wait_until([&] { return parked(q) == 1; }));
         REQUIRE(q.try_push(9) == queue_status::ok);
         consumer.join();
         REQUIRE(got == 9);

@@ -23,29 +23,15 @@
 #include <thread>
 #include <vector>
 
+#include "queue/queue_support.hpp"
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 using courier::queue_status;
 
+using namespace courier_test;
+
 namespace {
-
-template <class F>
-void run_with_time_limit(std::chrono::milliseconds limit, F&& body) {
-    std::packaged_task<void()> task(std::forward<F>(body));
-    auto done = task.get_future();
-    std::thread runner(std::move(task));
-    if (done.wait_for(limit) == std::future_status::timeout) {
-        std::fprintf(stderr, "time limit of %lld ms exceeded: the stress test is stuck\n",
-                     static_cast<long long>(limit.count()));
-        std::fflush(stderr);
-        std::_Exit(3);
-    }
-    runner.join();
-    done.get();
-}
-
-struct symmetric_traits : courier::mpmc_queue_traits {
-    static constexpr courier::wake_fence fence = courier::wake_fence::symmetric;
-};
 
 constexpr int producers = 4;
 constexpr int consumers = 4;

@@ -41,7 +41,7 @@ fs::path source_root() {
     throw std::runtime_error("cannot find the courier checkout (fuzz/fuzz_checks.hpp)");
 }
 
-std::string slurp(const fs::path& p) {
+std::string read_input(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     std::stringstream s;
     s << in.rdbuf();
@@ -72,7 +72,7 @@ std::size_t replay(const std::string& folder, const std::string& name) {
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
         INFO("input " << f.string());
-        const std::string bytes = slurp(f);
+        const std::string bytes = read_input(f);
         CHECK_NOTHROW(harnesses().at(name)(bytes));
         ++n;
     }

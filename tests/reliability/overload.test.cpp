@@ -19,15 +19,10 @@
 
 using namespace std::chrono_literals;
 using reliability::numbered;
+using reliability::busy_for;
 using reliability::wait_until;
 
 namespace {
-
-void busy_for(std::chrono::nanoseconds d) {
-    const auto end = std::chrono::steady_clock::now() + d;
-    while (std::chrono::steady_clock::now() < end) {
-    }
-}
 
 // The RSS bound is asserted only without sanitizers: ASan keeps freed memory in quarantine
 // (256 MiB by default) and TSan's shadow memory grows with every address touched.

@@ -31,6 +31,7 @@
 extern char** environ;
 
 using namespace std::chrono_literals;
+using reliability::slurp;
 
 namespace {
 
@@ -80,13 +81,6 @@ courier::saga_definition<parcel> parcel_saga(int ledger) {
 std::string env_or(const char* name, const char* fallback = "") {
     const char* v = std::getenv(name);
     return v ? v : fallback;
-}
-
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
 }
 
 pid_t spawn_child(const std::string& journal, const std::string& ledger, std::uint64_t first, std::uint64_t count) {

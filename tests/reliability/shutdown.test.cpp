@@ -18,17 +18,8 @@
 
 using namespace std::chrono_literals;
 using reliability::numbered;
+using reliability::busy_for;
 using reliability::wait_until;
-
-namespace {
-
-void busy_for(std::chrono::nanoseconds d) {
-    const auto end = std::chrono::steady_clock::now() + d;
-    while (std::chrono::steady_clock::now() < end) {
-    }
-}
-
-}  // namespace
 
 TEST_CASE("bus shutdown under heavy traffic delivers or hands back every accepted message, exactly",
           "[reliability][shutdown]") {
@@ -190,10 +181,8 @@ TEST_CASE("job system shutdown under heavy traffic runs or hands back every acce
 }
 
 // The report's count is exact: shutdown_report::handed_back equals the messages shutdown handed
-// back. Known to fail today (see docs/reliability.md, "Known issues"): a drain task that pops a
-// message after drain_and_close cleared the subscription's active flag, and a publish that
-// races the close, dead-letter it with reason `unsubscribed` and outside the report. Nothing is
-// lost (the test above proves it); the count is off by tens in ~240k. [!mayfail] until fixed.
+// back, including those of publishes that raced the close (shutdown waits for them) and of
+// drains that popped a message after the subscription went inactive.
 TEST_CASE("bus shutdown_report counts every message shutdown handed back", "[reliability][shutdown]") {
     reliability::watchdog dog("bus shutdown report", 120s);
     courier::runtime rt(courier::runtime_options{.threads = 2});

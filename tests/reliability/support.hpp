@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -73,6 +74,21 @@ bool wait_until(Pred p, std::chrono::milliseconds limit = 30s) {
         std::this_thread::sleep_for(200us);
     }
     return true;
+}
+
+/// Spins (no sleep, no yield) for `d`: a handler that takes a known time.
+inline void busy_for(std::chrono::nanoseconds d) {
+    const auto end = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < end) {
+    }
+}
+
+/// The whole content of a file ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
 }
 
 /// Resident set size of this process now, in bytes (from /proc/self/statm).

@@ -26,21 +26,14 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
+#include "wait.hpp"
 
 using namespace rpc_events;
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class Pred>
-bool wait_until(Pred p, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!p()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
+using courier_test::wait_until;
 
 /// Runs what it is given at once, in the calling thread, letting exceptions through.
 struct inline_executor {

@@ -19,20 +19,13 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "wait.hpp"
 
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class Pred>
-bool wait_until(Pred p, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!p()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
+using courier_test::wait_until;
 
 std::vector<std::pair<std::uint32_t, std::uint64_t>> positions(const courier::group_batch& b) {
     std::vector<std::pair<std::uint32_t, std::uint64_t>> out;

@@ -18,21 +18,14 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include "wait.hpp"
 
 using namespace stream_events;
 using namespace std::chrono_literals;
 
 namespace {
 
-template <class Pred>
-bool wait_until(Pred p, std::chrono::milliseconds limit = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!p()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::yield();
-    }
-    return true;
-}
+using courier_test::wait_until;
 
 // Reads everything the reader has now, as (partition, offset, payload).
 std::vector<std::tuple<std::uint32_t, std::uint64_t, std::string>> drain(courier::stream_reader& r, std::size_t batch = 7) {

@@ -122,7 +122,7 @@ public:
             invalidate_routes_locked();
         }
         for (auto& s : subs) s->unsubscribe();
-        wait_for_inline_dispatches();
+        wait_for_publishes();
     }
     event_bus(const event_bus&) = delete;
     event_bus& operator=(const event_bus&) = delete;
@@ -148,9 +148,10 @@ private:
     template <class T>
     publish_result publish_typed(T&& event, publish_options* options) {
         using E = std::decay_t<T>;
-        if (COURIER_UNLIKELY(core_->closed.load(std::memory_order_acquire))) return detail::make_publish_result(0, 0, true);
         auto& cache = local_cache();
         const detail::route* r = typed_route(cache, detail::type_index_of<E>(), event_type_of<E>().str());
+        publish_scope scope(cache, asymmetric_);
+        if (COURIER_UNLIKELY(core_->closed.load(std::memory_order_acquire))) return detail::make_publish_result(0, 0, true);
         cache.slot->count(cache.slot->published);
         if (r->empty()) {
             cache.slot->count(cache.slot->unrouted);
@@ -220,6 +221,14 @@ private:
         inherit_context(*m);
         auto& cache = local_cache();
         const detail::route* r = named_route(cache, m->event_type());
+        publish_scope scope(cache, asymmetric_);
+        if (COURIER_UNLIKELY(core_->closed.load(std::memory_order_acquire))) {
+            // Closed while we built the message: refused like a publish that came later, and
+            // on_settled is not called (the contract for `closed`).
+            m->on_settled = nullptr;
+            detail::release(m);
+            return publish_result{0, 0, true};
+        }
         cache.slot->count(cache.slot->published);
         if (r->empty()) {
             cache.slot->count(cache.slot->unrouted);
@@ -343,7 +352,11 @@ public:
     /// back (dead-letters, reason shutdown) what is left. `pump` runs the executor when nobody
     /// else does (manual runtime).
     shutdown_report shutdown(duration timeout, const std::function<void()>& pump = {}) {
-        core_->closed.store(true, std::memory_order_release);
+        core_->closed.store(true, std::memory_order_seq_cst);
+        // A publish that began before the close may still be handing its message to a
+        // subscription; once it has, the drain below sees the message (queued, or counted as
+        // handed back), so the report's count is exact.
+        wait_for_publishes();
         std::vector<std::shared_ptr<detail::subscription_state>> subs;
         {
             std::lock_guard lock(mutex_);
@@ -459,8 +472,6 @@ private:
         // line the consumer is already reading.
         const bool hand_over = r.groups.empty() && r.async_count != 0;
         if (m->heap && r.async_count) detail::retain(m, r.async_count - (hand_over ? 1 : 0));
-        std::optional<inline_scope> scope;
-        if (r.any_inline) scope.emplace(cache, asymmetric_);
         const std::uint32_t publisher = cache.slot->index;
         for (auto* s : r.inline_subs) delivered += s->deliver_inline(*m, publisher) ? 1 : 0;
         for (auto* s : r.async_subs) {
@@ -510,15 +521,15 @@ private:
             invalidate_routes_locked();
         }
         st->unsubscribe();  // inactive first: an inline call that starts after this sees it
-        wait_for_inline_dispatches();
+        wait_for_publishes();
     }
 
-    // Waits until every other thread that was inside an inline dispatch of this bus has left
-    // it (its slot's sequence moved on). Pairs with inline_scope: the publisher's fence after
-    // making its sequence odd orders it before its reads of `active`, and unsubscribe made the
-    // subscription inactive (seq_cst) and ran the heavy half of the fence before reading the
-    // sequences here.
-    void wait_for_inline_dispatches() {
+    // Waits until every other thread that was inside a publish on this bus has left it (its
+    // slot's sequence moved on). Pairs with publish_scope: the publisher's fence after making
+    // its sequence odd orders it before its reads of `active` and `closed`, and unsubscribe
+    // (shutdown) made the subscription inactive (the bus closed) with seq_cst and ran the heavy
+    // half of the fence before reading the sequences here.
+    void wait_for_publishes() {
         detail::heavy_fence(asymmetric_);
         std::vector<std::pair<detail::publisher_slot*, std::uint64_t>> busy;
         {
@@ -601,27 +612,29 @@ private:
         std::size_t victim = 0;
     };
 
-    // Marks this thread as dispatching inline on the bus (see wait_for_inline_dispatches).
-    class inline_scope {
+    // Marks this thread as publishing on the bus (see wait_for_publishes): unsubscribe waits for
+    // the inline calls such a publish may be making, shutdown for the messages it may still be
+    // handing to a subscription. Two stores to a line only this thread writes, no RMW.
+    class publish_scope {
     public:
-        inline_scope(route_cache_entry& e, bool asymmetric) noexcept : e_(e) {
+        publish_scope(route_cache_entry& e, bool asymmetric) noexcept : e_(e) {
             auto& s = *e_.slot;
             if (s.depth++ == 0) {
                 s.dispatch_seq.store(s.dispatch_seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
                 // Store-load barrier before reading `active`: free here when unsubscribe pays
-                // for it with membarrier (see wait_for_inline_dispatches).
+                // for it with membarrier (see wait_for_publishes).
                 detail::light_fence(asymmetric);
             }
         }
-        ~inline_scope() {
+        ~publish_scope() {
             auto& s = *e_.slot;
             if (--s.depth == 0) {
                 s.dispatch_seq.store(s.dispatch_seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
                 e_.retired.clear();
             }
         }
-        inline_scope(const inline_scope&) = delete;
-        inline_scope& operator=(const inline_scope&) = delete;
+        publish_scope(const publish_scope&) = delete;
+        publish_scope& operator=(const publish_scope&) = delete;
 
     private:
         route_cache_entry& e_;
@@ -696,9 +709,9 @@ private:
         auto* m = new detail::envelope_message(std::move(d.message));
         m->heap = true;
         auto& cache = local_cache();
+        publish_scope scope(cache, asymmetric_);
         if (target) {
             if (!target->is_async()) {
-                inline_scope scope(cache, asymmetric_);
                 target->deliver(m);
                 detail::release(m);
             } else {

@@ -622,7 +622,7 @@ private:
     }
 
 public:
-    // Called only by the bus inside a publisher-slot dispatch (see event_bus::inline_scope),
+    // Called only by the bus inside a publisher-slot dispatch (see event_bus::publish_scope),
     // which is what unsubscribe waits for: no per-call read-modify-write here. The delivery
     // is counted in the publishing thread's own counter (a lock-prefixed add per call was a
     // third of an inline delivery).
