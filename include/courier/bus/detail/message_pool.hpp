@@ -15,11 +15,6 @@
 COURIER_BEGIN_NAMESPACE
 namespace detail {
 
-/// Blocks of `Size` bytes aligned to a cache line.
-///
-/// Thread safety: allocate/deallocate from any thread. Memory: each thread caches at most
-/// `cache_max` blocks; the shared queue keeps at most `shared_max` (beyond that blocks are
-/// freed), so idle memory is bounded whatever the traffic was.
 /// Asks for the line at `p` in a writable state (a hint: nothing is dereferenced).
 inline void prefetch_for_write(const void* p) noexcept {
 #if defined(__GNUC__) || defined(__clang__)
@@ -29,6 +24,11 @@ inline void prefetch_for_write(const void* p) noexcept {
 #endif
 }
 
+/// Blocks of `Size` bytes aligned to a cache line.
+///
+/// Thread safety: allocate/deallocate from any thread. Memory: each thread caches at most
+/// `cache_max` blocks; the shared queue keeps at most `shared_max` (beyond that blocks are
+/// freed), so idle memory is bounded whatever the traffic was.
 template <std::size_t Size>
 class message_pool {
 public:

@@ -52,7 +52,6 @@ struct route {
     std::vector<std::unique_ptr<group_slot>> groups;
     std::uint32_t async_count = 0;  // references a publish hands out up front (fan-out async members)
     bool needs_heap = false;        // some delivery outlives the publish call
-    bool any_inline = false;        // some delivery runs in the publisher's thread
 
     bool empty() const noexcept { return inline_subs.empty() && async_subs.empty() && groups.empty(); }
 
@@ -69,7 +68,6 @@ struct route {
                 slot->name = group;
             }
             slot->members.push_back(s.get());
-            if (!s->is_async()) any_inline = true;
             if (s->is_async()) {
                 slot->any_async = true;
                 needs_heap = true;
@@ -82,7 +80,6 @@ struct route {
             needs_heap = true;
         } else {
             inline_subs.push_back(s.get());
-            any_inline = true;
         }
     }
 };
