@@ -1,12 +1,133 @@
-// Shared by the bridge.* scenarios (bench/scenarios/bridge_*.cpp).
+// Shared by the bridge.* scenarios (bench/scenarios/bridge_*.cpp): the bridges' options, the
+// courier side of a one-way transfer, and the closed loop's latch.
 #pragma once
 
+#include "queue_harness.hpp"
+
+#include <courier/bridge/broker_bridge.hpp>
+#include <courier/core/clock.hpp>
+#include <courier/event/envelope.hpp>
+#include <courier/event/envelope_codec.hpp>
+#include <courier/runtime/runtime.hpp>
+
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
 
 namespace courier_bench {
+
+/// A broker-side name no earlier run (or a concurrent bench process) used: `prefix` + `what` +
+/// the process id + a counter.
+inline std::string fresh_broker_name(const char* prefix, const char* what, const char* sep = ".") {
+    static std::atomic<unsigned> n{0};
+    return std::string(prefix) + what + sep + "p" + std::to_string(::getpid()) + "n" + std::to_string(++n);
+}
+
+/// What the bridge.* scenarios run their bridges with: a deep outbox, a publisher that a slow
+/// broker holds back (never drops), `max_in_flight` sends awaiting the broker's confirm.
+inline courier::bridge::bridge_options bench_bridge_options(const char* name, std::size_t max_in_flight = 8192) {
+    courier::bridge::bridge_options o;
+    o.name = name;
+    o.outbox_capacity = 1 << 16;
+    o.block_timeout = std::chrono::seconds(60);
+    o.max_in_flight = max_in_flight;
+    o.poll_batch = 512;
+    return o;
+}
+
+/// The envelope courier sends for one `Msg`, so a raw client moves payloads of the same size.
+template <class Msg>
+std::string envelope_payload_of() {
+    auto e = courier::make_envelope(Msg{123456, now_ns()}, courier::system_clock::instance().now());
+    e.metadata.producer = "courier";
+    return courier::encode(e);
+}
+
+/// How one courier transfer is wired: bridge A forwards `pattern` to `forward_to`, bridge B
+/// ingests `ingest`.
+struct bridge_transfer {
+    const char* broker = "";  // for error messages
+    std::string pattern;
+    courier::bridge::forward_options forward_to;
+    courier::bridge::ingest_spec ingest;
+    courier::bridge::bridge_options options_a, options_b;
+    /// When set, a message with this seq goes first and is waited for, uncounted: a broker whose
+    /// consumer group settles slowly (Kafka) does not count its join against the transfer.
+    std::optional<std::uint64_t> warmup_seq;
+    std::chrono::seconds deadline{60};
+    bool flush_a = false;  // flush A's outbox before closing (else B's acks)
+};
+
+/// The courier impl of a bridge.* transfer: `p.messages` Msg{seq, sent_ns} published by one
+/// thread on bus A, forwarded through the broker by bridge A, ingested by bridge B and handled
+/// inline in B's I/O thread (as the raw consumer), which counts, checksums and times each.
+/// `make_transport()` gives each bridge its own connection. msgs/s from the first publish to the
+/// last delivery; latency publish -> handler; a lost, duplicated or dropped message is an error.
+template <class Msg, class MakeTransport>
+run_result courier_transfer_through(const run_params& p, const bridge_transfer& t, MakeTransport&& make_transport) {
+    run_result r;
+    std::atomic<std::uint64_t> received{0}, checksum{0}, last_ns{0};
+    std::atomic<bool> warm{false};
+    histogram latency;
+    {
+        courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
+        courier::bridge::broker_bridge a(rt_a.bus(), make_transport(), t.options_a);
+        courier::bridge::broker_bridge b(rt_b.bus(), make_transport(), t.options_b);
+        if (!a.forward(t.pattern, t.forward_to)) throw std::runtime_error("forward refused");
+        if (!b.ingest(t.ingest)) throw std::runtime_error("ingest refused");
+        courier::subscription_options inl;
+        inl.mode = courier::delivery_mode::inline_call;  // in bridge B's thread, as the raw consumer
+        auto sub = rt_b.bus().subscribe<Msg>(
+            [&](const Msg& m) {
+                if (t.warmup_seq && m.seq == *t.warmup_seq) {
+                    warm.store(true, std::memory_order_release);
+                    return;
+                }
+                const auto now = now_ns();
+                latency.record(now - m.sent_ns);  // one writer: bridge B's I/O thread
+                checksum.fetch_add(m.seq, std::memory_order_relaxed);
+                last_ns.store(now, std::memory_order_relaxed);
+                received.fetch_add(1, std::memory_order_release);
+            },
+            inl);
+        if (!a.wait_until_ready(std::chrono::seconds(10)) || !b.wait_until_ready(std::chrono::seconds(10)))
+            throw std::runtime_error(std::string(t.broker) + " bridge not ready: " + a.last_error() + b.last_error());
+        if (t.warmup_seq) {
+            rt_a.bus().publish(Msg{*t.warmup_seq, now_ns()});
+            const std::uint64_t warm_deadline = now_ns() + 30'000'000'000ull;
+            while (!warm.load(std::memory_order_acquire) && now_ns() < warm_deadline)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            if (!warm.load()) throw std::runtime_error("the warm-up message never arrived: " + b.last_error());
+        }
+        const std::uint64_t n = p.messages;
+        const std::uint64_t start = now_ns();
+        for (std::uint64_t i = 0; i < n; ++i) rt_a.bus().publish(Msg{i, now_ns()});
+        const std::uint64_t deadline = now_ns() + static_cast<std::uint64_t>(std::chrono::nanoseconds(t.deadline).count());
+        while (received.load(std::memory_order_acquire) < n && now_ns() < deadline)
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        r.messages = received.load(std::memory_order_acquire);
+        r.elapsed = std::chrono::nanoseconds(last_ns.load() - start);
+        if (r.messages != n) r.error = "sent " + std::to_string(n) + ", delivered " + std::to_string(r.messages);
+        else if (checksum.load() != n * (n - 1) / 2) r.error = "checksum mismatch (a message lost or duplicated)";
+        const auto sa = a.stats();
+        const auto sb = b.stats();
+        if (r.error.empty() && (sa.dropped || sb.duplicates || sb.dead_lettered))
+            r.error = "dropped " + std::to_string(sa.dropped) + ", duplicates " + std::to_string(sb.duplicates);
+        (void)(t.flush_a ? a : b).flush(std::chrono::seconds(5));
+    }
+    r.latency = latency;
+    r.payload = envelope_payload_of<Msg>().size();
+    return r;
+}
 
 /// The closed-loop driver's wait for the answer to one ping: the handler that sees the pong
 /// posts its number, the driver blocks until it arrives (or a deadline). Blocking, as the raw

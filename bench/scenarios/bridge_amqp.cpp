@@ -13,6 +13,7 @@
 //   bridge.amqp_roundtrip  closed loop: A publishes a ping, B's handler answers with a pong, A's
 //                          handler sees it; latency = the hop both ways. Baseline "rabbitmq_c":
 //                          two threads doing publish / consume the same way.
+#include "../harness/bridge_scenario.hpp"
 #include "../harness/queue_harness.hpp"
 
 #include <courier/bridge/amqp.hpp>
@@ -60,10 +61,7 @@ int amqp_port() {
     throw std::runtime_error("no rabbitmq-server: run through scripts/bench (it starts one), or set COURIER_BENCH_RABBITMQ_PORT");
 }
 
-std::string fresh_name(const char* what) {
-    static std::atomic<unsigned> n{0};
-    return std::string("courier_bench_") + what + "_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
-}
+std::string fresh_name(const char* what) { return fresh_broker_name("courier_bench_", what, "_"); }
 
 std::string text(amqp_bytes_t b) { return b.bytes ? std::string(static_cast<const char*>(b.bytes), b.len) : std::string(); }
 amqp_bytes_t bytes(const std::string& s) {
@@ -117,22 +115,7 @@ br::amqp_options bench_options(int port) {
     o.name = "courier-bench";
     return o;
 }
-br::bridge_options bench_bridge(const char* name) {
-    br::bridge_options o;
-    o.name = name;
-    o.outbox_capacity = 1 << 16;
-    o.block_timeout = std::chrono::seconds(60);  // a slow broker holds the publisher back, never drops
-    o.max_in_flight = window;
-    o.poll_batch = 512;
-    return o;
-}
-
-// The envelope courier sends for one amqp_msg, so the raw client moves payloads of the same size.
-std::string sample_payload() {
-    auto e = courier::make_envelope(amqp_msg{123456, now_ns()}, courier::system_clock::instance().now());
-    e.metadata.producer = "courier";
-    return courier::encode(e);
-}
+br::bridge_options bench_bridge(const char* name) { return bench_bridge_options(name, window); }
 
 // Makes sure the topology the transport declares exists (exchange with its alternate exchange),
 // so the raw baseline's exchange.declare agrees with it.
@@ -151,45 +134,13 @@ void drop_queues(int port, std::initializer_list<std::string> queues) {
 run_result courier_transfer(const run_params& p) {
     const int port = amqp_port();
     const auto topic = fresh_name("transfer");
-    run_result r;
-    std::atomic<std::uint64_t> received{0}, checksum{0}, last_ns{0};
-    histogram latency;
-    {
-        courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
-        br::broker_bridge a(rt_a.bus(), std::make_unique<br::amqp_transport>(bench_options(port)), bench_bridge("a"));
-        br::broker_bridge b(rt_b.bus(), std::make_unique<br::amqp_transport>(bench_options(port)), bench_bridge("b"));
-        if (!a.forward("bench.amqp.#", {.topic = topic})) throw std::runtime_error("forward refused");
-        if (!b.ingest({.topic = topic, .group = "bench", .consumer = "b"})) throw std::runtime_error("ingest refused");
-        courier::subscription_options inl;
-        inl.mode = courier::delivery_mode::inline_call;  // in bridge B's thread, as the raw consumer
-        auto sub = rt_b.bus().subscribe<amqp_msg>(
-            [&](const amqp_msg& m) {
-                const auto now = now_ns();
-                latency.record(now - m.sent_ns);  // one writer: bridge B's I/O thread
-                checksum.fetch_add(m.seq, std::memory_order_relaxed);
-                last_ns.store(now, std::memory_order_relaxed);
-                received.fetch_add(1, std::memory_order_release);
-            },
-            inl);
-        if (!a.wait_until_ready(std::chrono::seconds(10)) || !b.wait_until_ready(std::chrono::seconds(10)))
-            throw std::runtime_error("amqp bridge not ready: " + a.last_error() + b.last_error());
-        const std::uint64_t n = p.messages;
-        const std::uint64_t start = now_ns();
-        for (std::uint64_t i = 0; i < n; ++i) rt_a.bus().publish(amqp_msg{i, now_ns()});
-        const std::uint64_t deadline = now_ns() + 120'000'000'000ull;
-        while (received.load(std::memory_order_acquire) < n && now_ns() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(200));
-        r.messages = received.load(std::memory_order_acquire);
-        r.elapsed = std::chrono::nanoseconds(last_ns.load() - start);
-        if (r.messages != n) r.error = "sent " + std::to_string(n) + ", delivered " + std::to_string(r.messages);
-        else if (checksum.load() != n * (n - 1) / 2) r.error = "checksum mismatch (a message lost or duplicated)";
-        const auto sa = a.stats();
-        const auto sb = b.stats();
-        if (r.error.empty() && (sa.dropped || sb.duplicates || sb.dead_lettered))
-            r.error = "dropped " + std::to_string(sa.dropped) + ", duplicates " + std::to_string(sb.duplicates);
-        (void)b.flush(std::chrono::seconds(5));
-    }
-    r.latency = latency;
-    r.payload = sample_payload().size();
+    const auto r = courier_transfer_through<amqp_msg>(
+        p,
+        {.broker = "amqp", .pattern = "bench.amqp.#", .forward_to = {.topic = topic},
+         .ingest = {.topic = topic, .group = "bench", .consumer = "b"},
+         .options_a = bench_bridge("a"), .options_b = bench_bridge("b"),
+         .deadline = std::chrono::seconds(120)},
+        [&] { return std::make_unique<br::amqp_transport>(bench_options(port)); });
     drop_queues(port, {"bench:" + topic});
     return r;
 }
@@ -273,7 +224,7 @@ run_result raw_transfer(const run_params& p) {
     ensure_topology(port);
     const auto key = fresh_name("raw");
     const auto queue = key + "_q";
-    const std::string filler = sample_payload();
+    const std::string filler = envelope_payload_of<amqp_msg>();
     {
         raw_conn setup(port);
         setup.declare_bound_queue(queue, key);
@@ -367,7 +318,7 @@ run_result raw_roundtrip(const run_params& p) {
     const int port = amqp_port();
     ensure_topology(port);
     const auto pings = fresh_name("rawping"), pongs = fresh_name("rawpong");
-    const std::string filler = sample_payload();
+    const std::string filler = envelope_payload_of<amqp_msg>();
     {
         raw_conn setup(port);
         setup.declare_bound_queue(pings + "_q", pings);

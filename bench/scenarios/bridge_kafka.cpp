@@ -11,6 +11,7 @@
 //                  warm-up message must arrive first. Baseline "librdkafka": the same transfer
 //                  with a raw producer (same linger and idempotence, delivery reports served as
 //                  it goes) and a raw group consumer thread committing every 512 messages.
+#include "../harness/bridge_scenario.hpp"
 #include "../harness/queue_harness.hpp"
 
 #include <courier/bridge/broker_bridge.hpp>
@@ -69,82 +70,25 @@ struct mock_cluster {
     mock_cluster& operator=(const mock_cluster&) = delete;
 };
 
-std::string fresh_topic(const char* what) {
-    static std::atomic<unsigned> n{0};
-    return std::string("benchkafka.") + what + ".p" + std::to_string(::getpid()) + "n" + std::to_string(++n);
-}
+std::string fresh_topic(const char* what) { return fresh_broker_name("benchkafka.", what); }
 
 br::bridge_options bench_bridge(const char* name) {
-    br::bridge_options o;
-    o.name = name;
-    o.outbox_capacity = 1 << 16;
-    o.block_timeout = std::chrono::seconds(60);
-    o.max_in_flight = 8192;
-    o.poll_batch = 512;
+    auto o = bench_bridge_options(name);
     o.connect_timeout = std::chrono::seconds(5);
     return o;
-}
-
-std::string sample_payload() {
-    auto e = courier::make_envelope(kafka_msg{123456, now_ns()}, courier::system_clock::instance().now());
-    e.metadata.producer = "courier";
-    return courier::encode(e);
 }
 
 run_result courier_transfer(const run_params& p) {
     const auto topic = fresh_topic("transfer");
     mock_cluster cluster(topic);
-    run_result r;
-    std::atomic<std::uint64_t> received{0}, checksum{0}, last_ns{0};
-    std::atomic<bool> warm{false};
-    histogram latency;
-    {
-        courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
-        br::kafka_options ko;
-        ko.brokers = cluster.bootstraps;
-        br::broker_bridge a(rt_a.bus(), std::make_unique<br::kafka_transport>(ko), bench_bridge("a"));
-        br::broker_bridge b(rt_b.bus(), std::make_unique<br::kafka_transport>(ko), bench_bridge("b"));
-        if (!a.forward("bench.kafkabridge.#", {.topic = topic})) throw std::runtime_error("forward refused");
-        if (!b.ingest({.topic = topic, .group = "bench", .consumer = "b"})) throw std::runtime_error("ingest refused");
-        courier::subscription_options inl;
-        inl.mode = courier::delivery_mode::inline_call;  // in bridge B's thread, as the raw consumer
-        auto sub = rt_b.bus().subscribe<kafka_msg>(
-            [&](const kafka_msg& m) {
-                if (m.seq == warmup_seq) {
-                    warm.store(true, std::memory_order_release);
-                    return;
-                }
-                const auto now = now_ns();
-                latency.record(now - m.sent_ns);  // one writer: bridge B's I/O thread
-                checksum.fetch_add(m.seq, std::memory_order_relaxed);
-                last_ns.store(now, std::memory_order_relaxed);
-                received.fetch_add(1, std::memory_order_release);
-            },
-            inl);
-        if (!a.wait_until_ready(std::chrono::seconds(10)) || !b.wait_until_ready(std::chrono::seconds(10)))
-            throw std::runtime_error("kafka bridge not ready: " + a.last_error() + b.last_error());
-        rt_a.bus().publish(kafka_msg{warmup_seq, now_ns()});
-        const std::uint64_t warm_deadline = now_ns() + 30'000'000'000ull;
-        while (!warm.load(std::memory_order_acquire) && now_ns() < warm_deadline) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        if (!warm.load()) throw std::runtime_error("the group never received the warm-up message: " + b.last_error());
-        const std::uint64_t n = p.messages;
-        const std::uint64_t start = now_ns();
-        for (std::uint64_t i = 0; i < n; ++i) rt_a.bus().publish(kafka_msg{i, now_ns()});
-        const std::uint64_t deadline = now_ns() + 60'000'000'000ull;
-        while (received.load(std::memory_order_acquire) < n && now_ns() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(200));
-        r.messages = received.load(std::memory_order_acquire);
-        r.elapsed = std::chrono::nanoseconds(last_ns.load() - start);
-        if (r.messages != n) r.error = "sent " + std::to_string(n) + ", delivered " + std::to_string(r.messages);
-        else if (checksum.load() != n * (n - 1) / 2) r.error = "checksum mismatch (a message lost or duplicated)";
-        const auto sa = a.stats();
-        const auto sb = b.stats();
-        if (r.error.empty() && (sa.dropped || sb.duplicates || sb.dead_lettered))
-            r.error = "dropped " + std::to_string(sa.dropped) + ", duplicates " + std::to_string(sb.duplicates);
-        (void)a.flush(std::chrono::seconds(5));
-    }
-    r.latency = latency;
-    r.payload = sample_payload().size();
-    return r;
+    br::kafka_options ko;
+    ko.brokers = cluster.bootstraps;
+    return courier_transfer_through<kafka_msg>(
+        p,
+        {.broker = "kafka", .pattern = "bench.kafkabridge.#", .forward_to = {.topic = topic},
+         .ingest = {.topic = topic, .group = "bench", .consumer = "b"},
+         .options_a = bench_bridge("a"), .options_b = bench_bridge("b"), .warmup_seq = warmup_seq, .flush_a = true},
+        [&] { return std::make_unique<br::kafka_transport>(ko); });
 }
 
 rd_kafka_t* raw_client(rd_kafka_type_t type, const std::string& brokers, const char* group) {
@@ -174,7 +118,7 @@ rd_kafka_t* raw_client(rd_kafka_type_t type, const std::string& brokers, const c
 run_result librdkafka_transfer(const run_params& p) {
     const auto topic = fresh_topic("raw");
     mock_cluster cluster(topic);
-    std::string buf = sample_payload();
+    std::string buf = envelope_payload_of<kafka_msg>();
     const std::uint64_t n = p.messages;
     rd_kafka_t* prod = raw_client(RD_KAFKA_PRODUCER, cluster.bootstraps, nullptr);
     rd_kafka_t* cons = raw_client(RD_KAFKA_CONSUMER, cluster.bootstraps, "bench");

@@ -63,26 +63,7 @@ std::string nats_url() {
     throw std::runtime_error("no nats-server: run through scripts/bench (it starts one), or set COURIER_BENCH_NATS_URL");
 }
 
-std::string fresh_subject(const char* what) {
-    static std::atomic<unsigned> n{0};
-    return std::string("benchnats.") + what + ".p" + std::to_string(::getpid()) + "n" + std::to_string(++n);
-}
-
-br::bridge_options bench_bridge(const char* name) {
-    br::bridge_options o;
-    o.name = name;
-    o.outbox_capacity = 1 << 16;
-    o.block_timeout = std::chrono::seconds(60);  // a slow broker holds the publisher back, never drops
-    o.max_in_flight = 8192;
-    o.poll_batch = 512;
-    return o;
-}
-
-std::string sample_payload() {
-    auto e = courier::make_envelope(nats_msg{123456, now_ns()}, courier::system_clock::instance().now());
-    e.metadata.producer = "courier";
-    return courier::encode(e);
-}
+std::string fresh_subject(const char* what) { return fresh_broker_name("benchnats.", what); }
 
 struct raw_conn {
     natsConnection* nc = nullptr;
@@ -140,52 +121,17 @@ natsMsg* raw_message(const std::string& subject, std::string& buf, std::uint64_t
 run_result courier_transfer(const run_params& p) {
     const auto url = nats_url();
     const auto subject = fresh_subject("transfer");
-    run_result r;
-    std::atomic<std::uint64_t> received{0}, checksum{0}, last_ns{0};
-    histogram latency;
-    {
-        courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
-        br::broker_bridge a(rt_a.bus(), std::make_unique<br::nats_transport>(br::nats_options{.url = url}), bench_bridge("a"));
-        br::broker_bridge b(rt_b.bus(), std::make_unique<br::nats_transport>(br::nats_options{.url = url}), bench_bridge("b"));
-        if (!a.forward("bench.natsbridge.#", {.topic = subject})) throw std::runtime_error("forward refused");
-        if (!b.ingest({.topic = subject})) throw std::runtime_error("ingest refused");
-        courier::subscription_options inl;
-        inl.mode = courier::delivery_mode::inline_call;  // in bridge B's thread, as the raw consumer
-        auto sub = rt_b.bus().subscribe<nats_msg>(
-            [&](const nats_msg& m) {
-                const auto now = now_ns();
-                latency.record(now - m.sent_ns);  // one writer: bridge B's I/O thread
-                checksum.fetch_add(m.seq, std::memory_order_relaxed);
-                last_ns.store(now, std::memory_order_relaxed);
-                received.fetch_add(1, std::memory_order_release);
-            },
-            inl);
-        if (!a.wait_until_ready(std::chrono::seconds(10)) || !b.wait_until_ready(std::chrono::seconds(10)))
-            throw std::runtime_error("nats bridge not ready: " + a.last_error() + b.last_error());
-        const std::uint64_t n = p.messages;
-        const std::uint64_t start = now_ns();
-        for (std::uint64_t i = 0; i < n; ++i) rt_a.bus().publish(nats_msg{i, now_ns()});
-        const std::uint64_t deadline = now_ns() + 60'000'000'000ull;
-        while (received.load(std::memory_order_acquire) < n && now_ns() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(200));
-        r.messages = received.load(std::memory_order_acquire);
-        r.elapsed = std::chrono::nanoseconds(last_ns.load() - start);
-        if (r.messages != n) r.error = "sent " + std::to_string(n) + ", delivered " + std::to_string(r.messages);
-        else if (checksum.load() != n * (n - 1) / 2) r.error = "checksum mismatch (a message lost or duplicated)";
-        const auto sa = a.stats();
-        const auto sb = b.stats();
-        if (r.error.empty() && (sa.dropped || sb.duplicates || sb.dead_lettered))
-            r.error = "dropped " + std::to_string(sa.dropped) + ", duplicates " + std::to_string(sb.duplicates);
-        (void)a.flush(std::chrono::seconds(5));
-    }
-    r.latency = latency;
-    r.payload = sample_payload().size();
-    return r;
+    return courier_transfer_through<nats_msg>(
+        p,
+        {.broker = "nats", .pattern = "bench.natsbridge.#", .forward_to = {.topic = subject}, .ingest = {.topic = subject},
+         .options_a = bench_bridge_options("a"), .options_b = bench_bridge_options("b"), .flush_a = true},
+        [&] { return std::make_unique<br::nats_transport>(br::nats_options{.url = url}); });
 }
 
 run_result cnats_transfer(const run_params& p) {
     const auto url = nats_url();
     const auto subject = fresh_subject("raw");
-    std::string buf = sample_payload();
+    std::string buf = envelope_payload_of<nats_msg>();
     const std::uint64_t n = p.messages;
     run_result r;
     raw_conn sub_conn(url), pub_conn(url);
@@ -245,8 +191,8 @@ run_result courier_roundtrip(const run_params& p) {
     std::uint64_t seq = 0;
     {
         courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
-        br::broker_bridge a(rt_a.bus(), std::make_unique<br::nats_transport>(br::nats_options{.url = url}), bench_bridge("a"));
-        br::broker_bridge b(rt_b.bus(), std::make_unique<br::nats_transport>(br::nats_options{.url = url}), bench_bridge("b"));
+        br::broker_bridge a(rt_a.bus(), std::make_unique<br::nats_transport>(br::nats_options{.url = url}), bench_bridge_options("a"));
+        br::broker_bridge b(rt_b.bus(), std::make_unique<br::nats_transport>(br::nats_options{.url = url}), bench_bridge_options("b"));
         if (!a.forward("bench.natsbridge.sent.v1", {.topic = pings}) || !a.ingest({.topic = pongs}) ||
             !b.forward("bench.natsbridge.pong.v1", {.topic = pongs}) || !b.ingest({.topic = pings}))
             throw std::runtime_error("route refused");
@@ -276,7 +222,7 @@ run_result courier_roundtrip(const run_params& p) {
 run_result cnats_roundtrip(const run_params& p) {
     const auto url = nats_url();
     const auto pings = fresh_subject("rawping"), pongs = fresh_subject("rawpong");
-    std::string buf = sample_payload();
+    std::string buf = envelope_payload_of<nats_msg>();
     raw_conn a(url), b(url);
     handoff at_a, at_b;
     natsSubscription *sa = nullptr, *sb = nullptr;

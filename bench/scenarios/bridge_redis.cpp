@@ -59,10 +59,7 @@ std::uint16_t redis_port() {
     throw std::runtime_error("no redis-server: run through scripts/bench (it starts one), or set COURIER_BENCH_REDIS_PORT");
 }
 
-std::string fresh_stream(const char* what) {
-    static std::atomic<unsigned> n{0};
-    return std::string("courier_bench_") + what + "_" + std::to_string(::getpid()) + "_" + std::to_string(++n);
-}
+std::string fresh_stream(const char* what) { return fresh_broker_name("courier_bench_", what, "_"); }
 
 struct redis_ctx {
     redisContext* c = nullptr;
@@ -111,67 +108,17 @@ br::redis_options bench_options(std::uint16_t port) {
     o.claim_idle = std::chrono::seconds(60);  // nothing is lost in a bench run: no reclaim traffic
     return o;
 }
-br::bridge_options bench_bridge(const char* name) {
-    br::bridge_options o;
-    o.name = name;
-    o.outbox_capacity = 1 << 16;
-    o.block_timeout = std::chrono::seconds(60);  // a slow broker holds the publisher back, never drops
-    o.max_in_flight = 8192;
-    o.poll_batch = 512;
-    return o;
-}
-
-// The envelope courier sends for one bridge_msg, so the raw client moves payloads of the same size.
-std::string sample_payload() {
-    auto e = courier::make_envelope(bridge_msg{123456, now_ns()}, courier::system_clock::instance().now());
-    e.metadata.producer = "courier";
-    return courier::encode(e);
-}
-
 // ----------------------------------------------------------------------------- bridge.redis
 
 run_result courier_transfer(const run_params& p) {
     const auto port = redis_port();
     const auto stream = fresh_stream("transfer");
-    run_result r;
-    std::atomic<std::uint64_t> received{0}, checksum{0}, last_ns{0};
-    histogram latency;
-    {
-        courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
-        br::broker_bridge a(rt_a.bus(), std::make_unique<br::redis_transport>(bench_options(port)), bench_bridge("a"));
-        br::broker_bridge b(rt_b.bus(), std::make_unique<br::redis_transport>(bench_options(port)), bench_bridge("b"));
-        if (!a.forward("bench.bridge.#", {.topic = stream})) throw std::runtime_error("forward refused");
-        if (!b.ingest({.topic = stream, .group = "bench", .consumer = "b"})) throw std::runtime_error("ingest refused");
-        courier::subscription_options inl;
-        inl.mode = courier::delivery_mode::inline_call;  // in bridge B's thread, as the raw consumer
-        auto sub = rt_b.bus().subscribe<bridge_msg>(
-            [&](const bridge_msg& m) {
-                const auto now = now_ns();
-                latency.record(now - m.sent_ns);  // one writer: bridge B's I/O thread
-                checksum.fetch_add(m.seq, std::memory_order_relaxed);
-                last_ns.store(now, std::memory_order_relaxed);
-                received.fetch_add(1, std::memory_order_release);
-            },
-            inl);
-        if (!a.wait_until_ready(std::chrono::seconds(10)) || !b.wait_until_ready(std::chrono::seconds(10)))
-            throw std::runtime_error("redis bridge not ready: " + a.last_error() + b.last_error());
-        const std::uint64_t n = p.messages;
-        const std::uint64_t start = now_ns();
-        for (std::uint64_t i = 0; i < n; ++i) rt_a.bus().publish(bridge_msg{i, now_ns()});
-        const std::uint64_t deadline = now_ns() + 60'000'000'000ull;
-        while (received.load(std::memory_order_acquire) < n && now_ns() < deadline) std::this_thread::sleep_for(std::chrono::microseconds(200));
-        r.messages = received.load(std::memory_order_acquire);
-        r.elapsed = std::chrono::nanoseconds(last_ns.load() - start);
-        if (r.messages != n) r.error = "sent " + std::to_string(n) + ", delivered " + std::to_string(r.messages);
-        else if (checksum.load() != n * (n - 1) / 2) r.error = "checksum mismatch (a message lost or duplicated)";
-        const auto sa = a.stats();
-        const auto sb = b.stats();
-        if (r.error.empty() && (sa.dropped || sb.duplicates || sb.dead_lettered))
-            r.error = "dropped " + std::to_string(sa.dropped) + ", duplicates " + std::to_string(sb.duplicates);
-        (void)b.flush(std::chrono::seconds(5));
-    }
-    r.latency = latency;
-    r.payload = sample_payload().size();
+    const auto r = courier_transfer_through<bridge_msg>(
+        p,
+        {.broker = "redis", .pattern = "bench.bridge.#", .forward_to = {.topic = stream},
+         .ingest = {.topic = stream, .group = "bench", .consumer = "b"},
+         .options_a = bench_bridge_options("a"), .options_b = bench_bridge_options("b")},
+        [&] { return std::make_unique<br::redis_transport>(bench_options(port)); });
     drop_streams(port, {stream});
     return r;
 }
@@ -179,7 +126,7 @@ run_result courier_transfer(const run_params& p) {
 run_result hiredis_transfer(const run_params& p) {
     const auto port = redis_port();
     const auto stream = fresh_stream("raw");
-    const std::string payload = sample_payload();
+    const std::string payload = envelope_payload_of<bridge_msg>();
     {
         redis_ctx setup(port);
         setup.command({"XGROUP", "CREATE", stream, "bench", "$", "MKSTREAM"});
@@ -276,8 +223,8 @@ run_result courier_roundtrip(const run_params& p) {
     {
         courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
         auto opts = bench_options(port);
-        br::broker_bridge a(rt_a.bus(), std::make_unique<br::redis_transport>(opts), bench_bridge("a"));
-        br::broker_bridge b(rt_b.bus(), std::make_unique<br::redis_transport>(opts), bench_bridge("b"));
+        br::broker_bridge a(rt_a.bus(), std::make_unique<br::redis_transport>(opts), bench_bridge_options("a"));
+        br::broker_bridge b(rt_b.bus(), std::make_unique<br::redis_transport>(opts), bench_bridge_options("b"));
         if (!a.forward("bench.bridge.sent.v1", {.topic = pings}) || !a.ingest({.topic = pongs, .group = "a", .consumer = "a"}) ||
             !b.forward("bench.bridge.pong.v1", {.topic = pongs}) || !b.ingest({.topic = pings, .group = "b", .consumer = "b"}))
             throw std::runtime_error("route refused");
@@ -308,7 +255,7 @@ run_result courier_roundtrip(const run_params& p) {
 run_result hiredis_roundtrip(const run_params& p) {
     const auto port = redis_port();
     const auto pings = fresh_stream("rawping"), pongs = fresh_stream("rawpong");
-    const std::string payload = sample_payload();
+    const std::string payload = envelope_payload_of<bridge_msg>();
     {
         redis_ctx setup(port);
         setup.command({"XGROUP", "CREATE", pings, "b", "$", "MKSTREAM"});

@@ -9,6 +9,7 @@
 #include <courier/core/result.hpp>
 #include <courier/core/uuid.hpp>
 #include <courier/event/detail/json_text.hpp>
+#include <courier/event/event_name.hpp>
 #include <courier/saga/saga_state.hpp>
 
 #include <nlohmann/json.hpp>
@@ -220,7 +221,7 @@ inline result<journal_record> record_from_json(const nlohmann::json& j) {
                 found = true;
             }
         }
-        if (!found) return bad("unknown op '" + op + "'");
+        if (!found) return bad("unknown op " + quote_for_message(op, 64));
         if (!journal_int(j.at("at"), n)) return bad("field 'at' must be an integer (nanoseconds)");
         r.at = from_ns(n);
         if (auto it = j.find("step"); it != j.end()) {
@@ -229,7 +230,7 @@ inline result<journal_record> record_from_json(const nlohmann::json& j) {
             if (kind == "action") r.kind = attempt_kind::action;
             else if (kind == "compensation") r.kind = attempt_kind::compensation;
             else if (kind == "signal") r.kind = attempt_kind::signal;
-            else return bad("unknown kind '" + kind + "'");
+            else return bad("unknown kind " + quote_for_message(kind, 64));
             if (!journal_int(j.at("attempt"), n) || n < 0 || n > std::numeric_limits<std::uint32_t>::max())
                 return bad("field 'attempt' must be an integer in 0..4294967295");
             r.attempt = static_cast<std::uint32_t>(n);
