@@ -31,7 +31,8 @@
 #include <string>
 #include <thread>
 
-namespace courier_bench {
+// Its own namespace: courier-bench compiles every scenario in one unity TU.
+namespace courier_bench::bridge_amqp {
 namespace {
 
 namespace br = courier::bridge;
@@ -431,4 +432,4 @@ const registration roundtrip{{
 }};
 
 }  // namespace
-}  // namespace courier_bench
+}  // namespace courier_bench::bridge_amqp

@@ -30,7 +30,8 @@
 #include <string>
 #include <thread>
 
-namespace courier_bench {
+// Its own namespace: courier-bench compiles every scenario in one unity TU.
+namespace courier_bench::bridge_kafka {
 namespace {
 
 namespace br = courier::bridge;
@@ -209,4 +210,4 @@ const registration transfer{{
 }};
 
 }  // namespace
-}  // namespace courier_bench
+}  // namespace courier_bench::bridge_kafka

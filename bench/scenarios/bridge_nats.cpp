@@ -36,7 +36,8 @@
 #include <string>
 #include <thread>
 
-namespace courier_bench {
+// Its own namespace: courier-bench compiles every scenario in one unity TU.
+namespace courier_bench::bridge_nats {
 namespace {
 
 namespace br = courier::bridge;
@@ -297,4 +298,4 @@ const registration roundtrip{{
 }};
 
 }  // namespace
-}  // namespace courier_bench
+}  // namespace courier_bench::bridge_nats

@@ -32,7 +32,8 @@
 #include <string>
 #include <thread>
 
-namespace courier_bench {
+// Its own namespace: courier-bench compiles every scenario in one unity TU.
+namespace courier_bench::bridge_redis {
 namespace {
 
 namespace br = courier::bridge;
@@ -348,4 +349,4 @@ const registration roundtrip{{
 }};
 
 }  // namespace
-}  // namespace courier_bench
+}  // namespace courier_bench::bridge_redis

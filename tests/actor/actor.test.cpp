@@ -22,6 +22,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+
 #include "wait.hpp"
 
 using namespace std::chrono_literals;

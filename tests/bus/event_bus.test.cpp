@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+
 #include "wait.hpp"
 
 using namespace test_events;

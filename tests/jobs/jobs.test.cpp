@@ -24,6 +24,7 @@
 #include <thread>
 #include <unordered_set>
 #include <vector>
+
 #include "wait.hpp"
 
 using namespace std::chrono_literals;

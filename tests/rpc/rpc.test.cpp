@@ -26,6 +26,7 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
+
 #include "wait.hpp"
 
 using namespace rpc_events;

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include "wait.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -43,6 +45,13 @@ courier::retry_policy fixed(courier::duration d, std::uint32_t n) {
     auto p = courier::retry_policy::fixed(d, n);
     p.jitter = 0;
     return p;
+}
+
+// True when every saga in `ids` has completed.
+bool all_completed(courier::saga_runner& sagas, const std::vector<courier::uuid>& ids) {
+    for (auto& id : ids)
+        if (sagas.query(id)->state != courier::saga_state::completed) return false;
+    return true;
 }
 
 // Three compensable steps; step `fail_at` (0-based, -1: none) always throws.
@@ -407,14 +416,7 @@ TEST_CASE("a saga's runtime threads run steps for many sagas at once", "[saga][t
     for (auto n : {"a", "b", "c"}) def.step(n, [&](order& o) { o.amount += 1; steps.fetch_add(1); });
     std::vector<courier::uuid> ids;
     for (int i = 0; i < 200; ++i) ids.push_back(sagas.start(def, order{}).value());
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    auto all_done = [&] {
-        for (auto& id : ids)
-            if (sagas.query(id)->state != courier::saga_state::completed) return false;
-        return true;
-    };
-    while (!all_done() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-    CHECK(all_done());
+    CHECK(courier_test::wait_until([&] { return all_completed(sagas, ids); }));
     CHECK(steps.load() == 600);
     for (auto& id : ids) CHECK(sagas.query(id)->context["amount"] == 3);
 }
@@ -509,14 +511,7 @@ TEST_CASE("an owned pool of one thread runs sagas whose steps complete from othe
         .step("last", [&](order& o) { o.amount += 100; steps.fetch_add(1); });
     std::vector<courier::uuid> ids;
     for (int i = 0; i < 100; ++i) ids.push_back(sagas.start(def, order{}).value());
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    auto all_done = [&] {
-        for (auto& id : ids)
-            if (sagas.query(id)->state != courier::saga_state::completed) return false;
-        return true;
-    };
-    while (!all_done() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
-    CHECK(all_done());
+    CHECK(courier_test::wait_until([&] { return all_completed(sagas, ids); }));
     CHECK(steps.load() == 300);
     for (auto& id : ids) CHECK(sagas.query(id)->context["amount"] == 111);
     std::lock_guard lock(helpers_mutex);

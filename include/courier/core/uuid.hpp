@@ -6,6 +6,7 @@
 
 #include <courier/core/clock.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/quote.hpp>
 #include <courier/core/result.hpp>
 
 #include <array>
@@ -111,7 +112,7 @@ public:
     static result<uuid> parse(std::string_view text) {
         auto fail = [&](std::string why) {
             return unexpected(errc::invalid_argument,
-                              "[courier.core.invalid_uuid] " + quote(text) + ": " + why);
+                              "[courier.core.invalid_uuid] " + detail::quote_for_message(text, 64) + ": " + why);
         };
         if (text.size() != text_size)
             return fail("expected " + std::to_string(text_size) +
@@ -143,25 +144,6 @@ private:
         if (c >= 'a' && c <= 'f') return c - 'a' + 10;
         if (c >= 'A' && c <= 'F') return c - 'A' + 10;
         return -1;
-    }
-    // Echoes (a bounded prefix of) untrusted input, with non-printable bytes escaped.
-    static std::string quote(std::string_view s) {
-        std::string out = "'";
-        constexpr std::size_t max_echo = 64;
-        for (std::size_t i = 0; i < s.size() && i < max_echo; ++i) {
-            const auto c = static_cast<unsigned char>(s[i]);
-            if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'') {
-                out += static_cast<char>(c);
-            } else {
-                constexpr char hex[] = "0123456789abcdef";
-                out += "\\x";
-                out += hex[c >> 4];
-                out += hex[c & 0xF];
-            }
-        }
-        if (s.size() > max_echo) out += "...";
-        out += '\'';
-        return out;
     }
 
     // Two big-endian words rather than a byte array: comparison and hashing are two integer

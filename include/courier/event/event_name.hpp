@@ -5,6 +5,7 @@
 #pragma once
 
 #include <courier/core/config.hpp>
+#include <courier/core/detail/quote.hpp>
 #include <courier/core/error.hpp>
 #include <courier/core/result.hpp>
 
@@ -107,26 +108,6 @@ constexpr name_check check_event_name(std::string_view s) noexcept {
         begin = end + 1;
         ++index;
     }
-}
-
-/// Echoes (a bounded prefix of) untrusted text for an error message, escaping bytes that
-/// are not printable ASCII, so a hostile name cannot forge log lines.
-inline std::string quote_for_message(std::string_view s, std::size_t max_echo = 96) {
-    std::string out = "'";
-    for (std::size_t i = 0; i < s.size() && i < max_echo; ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x20 && c < 0x7F && c != '\\' && c != '\'') {
-            out += static_cast<char>(c);
-        } else {
-            constexpr char hex[] = "0123456789abcdef";
-            out += "\\x";
-            out += hex[c >> 4];
-            out += hex[c & 0xF];
-        }
-    }
-    if (s.size() > max_echo) out += "...";
-    out += '\'';
-    return out;
 }
 
 /// The human explanation of a failed check, without the "[id] " prefix.

@@ -6,10 +6,10 @@
 
 #include <courier/core/clock.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/quote.hpp>
 #include <courier/core/result.hpp>
 #include <courier/core/uuid.hpp>
 #include <courier/event/detail/json_text.hpp>
-#include <courier/event/event_name.hpp>
 #include <courier/saga/saga_state.hpp>
 
 #include <nlohmann/json.hpp>
