@@ -59,7 +59,8 @@ struct bridge_transfer {
     std::string pattern;
     courier::bridge::forward_options forward_to;
     courier::bridge::ingest_spec ingest;
-    courier::bridge::bridge_options options_a, options_b;
+    /// Both bridges' options (their names become "a" and "b").
+    courier::bridge::bridge_options options = bench_bridge_options("");
     /// When set, a message with this seq goes first and is waited for, uncounted: a broker whose
     /// consumer group settles slowly (Kafka) does not count its join against the transfer.
     std::optional<std::uint64_t> warmup_seq;
@@ -80,8 +81,13 @@ run_result courier_transfer_through(const run_params& p, const bridge_transfer& 
     histogram latency;
     {
         courier::runtime rt_a(courier::runtime_options{.threads = 1}), rt_b(courier::runtime_options{.threads = 1});
-        courier::bridge::broker_bridge a(rt_a.bus(), make_transport(), t.options_a);
-        courier::bridge::broker_bridge b(rt_b.bus(), make_transport(), t.options_b);
+        auto options_of = [&](const char* name) {
+            auto o = t.options;
+            o.name = name;
+            return o;
+        };
+        courier::bridge::broker_bridge a(rt_a.bus(), make_transport(), options_of("a"));
+        courier::bridge::broker_bridge b(rt_b.bus(), make_transport(), options_of("b"));
         if (!a.forward(t.pattern, t.forward_to)) throw std::runtime_error("forward refused");
         if (!b.ingest(t.ingest)) throw std::runtime_error("ingest refused");
         courier::subscription_options inl;

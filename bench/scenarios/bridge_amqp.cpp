@@ -139,7 +139,7 @@ run_result courier_transfer(const run_params& p) {
         p,
         {.broker = "amqp", .pattern = "bench.amqp.#", .forward_to = {.topic = topic},
          .ingest = {.topic = topic, .group = "bench", .consumer = "b"},
-         .options_a = bench_bridge("a"), .options_b = bench_bridge("b"),
+         .options = bench_bridge(""),
          .deadline = std::chrono::seconds(120)},
         [&] { return std::make_unique<br::amqp_transport>(bench_options(port)); });
     drop_queues(port, {"bench:" + topic});

@@ -88,7 +88,7 @@ run_result courier_transfer(const run_params& p) {
         p,
         {.broker = "kafka", .pattern = "bench.kafkabridge.#", .forward_to = {.topic = topic},
          .ingest = {.topic = topic, .group = "bench", .consumer = "b"},
-         .options_a = bench_bridge("a"), .options_b = bench_bridge("b"), .warmup_seq = warmup_seq, .flush_a = true},
+         .options = bench_bridge(""), .warmup_seq = warmup_seq, .flush_a = true},
         [&] { return std::make_unique<br::kafka_transport>(ko); });
 }
 

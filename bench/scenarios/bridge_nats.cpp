@@ -125,7 +125,7 @@ run_result courier_transfer(const run_params& p) {
     return courier_transfer_through<nats_msg>(
         p,
         {.broker = "nats", .pattern = "bench.natsbridge.#", .forward_to = {.topic = subject}, .ingest = {.topic = subject},
-         .options_a = bench_bridge_options("a"), .options_b = bench_bridge_options("b"), .flush_a = true},
+         .flush_a = true},
         [&] { return std::make_unique<br::nats_transport>(br::nats_options{.url = url}); });
 }
 

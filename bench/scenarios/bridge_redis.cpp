@@ -117,8 +117,7 @@ run_result courier_transfer(const run_params& p) {
     const auto r = courier_transfer_through<bridge_msg>(
         p,
         {.broker = "redis", .pattern = "bench.bridge.#", .forward_to = {.topic = stream},
-         .ingest = {.topic = stream, .group = "bench", .consumer = "b"},
-         .options_a = bench_bridge_options("a"), .options_b = bench_bridge_options("b")},
+         .ingest = {.topic = stream, .group = "bench", .consumer = "b"}},
         [&] { return std::make_unique<br::redis_transport>(bench_options(port)); });
     drop_streams(port, {stream});
     return r;
