@@ -10,6 +10,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -215,6 +216,43 @@ TEST_CASE("a root event without correlation correlates its descendants by its ow
     (void)rt.bus().publish(order_created{"o", 1});
     CHECK(!root_id.empty());
     CHECK(child_corr == root_id);
+}
+
+// The descendant's trace is made when first read: readers on several threads at once must all
+// get the same one (run under ThreadSanitizer in CI).
+TEST_CASE("subscribers on several threads read one correlation from a root event's descendant", "[bus][context]") {
+    courier::runtime rt(courier::runtime_options{.threads = 2});
+    constexpr int roots = 2000, readers = 4;
+    std::mutex mutex;
+    std::map<std::string, std::string> root_of_child;  // child order id -> root event id
+    std::map<std::string, std::set<std::string>> seen;  // child order id -> correlations read
+    std::atomic<int> reads{0};
+    auto parent = rt.bus().subscribe<order_created>(
+        [&](const order_created& e, const courier::message_context& ctx) {
+            {
+                std::lock_guard lock(mutex);
+                root_of_child[e.id] = ctx.event_id().to_string();
+            }
+            (void)rt.bus().publish(order_shipped{e.id});
+        },
+        inline_opts());
+    std::vector<courier::subscription> subs;
+    for (int i = 0; i < readers; ++i) {
+        subs.push_back(rt.bus().subscribe<order_shipped>([&](const order_shipped& s, const courier::message_context& ctx) {
+            std::string corr(ctx.correlation_id());
+            std::lock_guard lock(mutex);
+            seen[s.id].insert(std::move(corr));
+            ++reads;
+        }));
+    }
+    for (int i = 0; i < roots; ++i) (void)rt.bus().publish(order_created{"o-" + std::to_string(i), 1});
+    REQUIRE(wait_until([&] { return reads.load() == roots * readers; }));
+    std::lock_guard lock(mutex);
+    REQUIRE(seen.size() == roots);
+    for (const auto& [id, corrs] : seen) {
+        REQUIRE(corrs.size() == 1);
+        CHECK(*corrs.begin() == root_of_child.at(id));
+    }
 }
 
 TEST_CASE("a v2 subscriber receives v1 events through a registered upcaster", "[bus][versions]") {

@@ -455,6 +455,8 @@ private:
         const auto& ct = c.trace();
         if (ct && !ct->correlation_id.empty()) {
             m.set_trace(ct);
+        } else if (!ct && m.causation_id() == c.event_id()) {
+            m.set_trace_from_causation();  // made if someone asks
         } else {
             // A root event without correlation: its id correlates the whole chain.
             auto t = ct ? std::make_shared<detail::trace_data>(*ct) : std::make_shared<detail::trace_data>();

@@ -73,6 +73,10 @@ struct message_extras : pooled_allocation<message_extras> {  // set by the publi
     uuid causation_id{};
     std::shared_ptr<const trace_data> trace;
     reply_address reply_to;  // requests only (see rpc)
+    // 0: `trace` is final. 1: it is made on first read, with the causation id as correlation
+    // (what an event caused by a root event, or a reply to a root request, carries): most such
+    // messages are never asked, and making it costs an allocation and a UUID format. 2: being made.
+    std::atomic<std::uint8_t> trace_state{0};
 };
 
 struct message_base {
@@ -146,14 +150,26 @@ public:
     }
     const std::shared_ptr<const trace_data>& trace() const noexcept {
         static const std::shared_ptr<const trace_data> none;
-        return extras_ ? extras_->trace : none;
+        if (!extras_) return none;
+        if (COURIER_UNLIKELY(extras_->trace_state.load(std::memory_order_acquire) != 0)) make_causation_trace();
+        return extras_->trace;
     }
     /// Where a reply goes: set at publish, or read from an envelope's `courier-reply` header.
     reply_address reply_to() const noexcept { return extras_ ? extras_->reply_to : reply_address{}; }
     void set_key(std::string k) { extras().key = std::move(k); }
     void set_reply_to(reply_address r) { extras().reply_to = r; }
     void set_causation_id(const uuid& id) { extras().causation_id = id; }
-    void set_trace(std::shared_ptr<const trace_data> t) { extras().trace = std::move(t); }
+    void set_trace(std::shared_ptr<const trace_data> t) {
+        auto& x = extras();
+        x.trace = std::move(t);
+        x.trace_state.store(0, std::memory_order_relaxed);
+    }
+    /// The trace is {correlation_id = causation id}, made when first read. Set the causation first.
+    void set_trace_from_causation() {
+        auto& x = extras();
+        x.trace.reset();
+        x.trace_state.store(1, std::memory_order_relaxed);
+    }
 
     /// The whole envelope (makes the id and the JSON if not made yet).
     envelope to_envelope(std::string_view default_producer) const {
@@ -194,6 +210,25 @@ protected:
     ~message_base() = default;
 
 private:
+    // Once per message, by whichever reader comes first; the others wait for it (as for the id).
+    void make_causation_trace() const noexcept {
+        auto& x = *extras_;
+        std::uint8_t expected = 1;
+        if (x.trace_state.compare_exchange_strong(expected, 2, std::memory_order_acq_rel)) {
+            try {
+                auto t = std::make_shared<trace_data>();
+                t->correlation_id = x.causation_id.to_string();
+                x.trace = std::move(t);
+            } catch (...) {
+                // Out of memory: the message goes on without a correlation id rather than not at all.
+            }
+            x.trace_state.store(0, std::memory_order_release);
+        } else {
+            while (x.trace_state.load(std::memory_order_acquire) != 0) {
+            }
+        }
+    }
+
     message_extras& extras() {
         if (!extras_) extras_ = std::make_unique<message_extras>();
         return *extras_;

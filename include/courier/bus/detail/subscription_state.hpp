@@ -507,12 +507,15 @@ private:
         context_scope scope(ctx);
         // A thread-local countdown: sampling must add neither a shared write nor a division
         // per message. (The countdown is shared by the subscriptions this thread runs: each
-        // samples about one message in `latency_sample_every` of those the thread handles.)
+        // samples about one message in `latency_sample_every` of those the thread handles; a
+        // countdown longer than this subscription's period, left by another, is cut to it: with
+        // 1 every message is sampled. Unsigned: a period of 0, never sampled, never cuts it.)
         thread_local std::uint32_t sample_countdown = 1;
+        const std::uint32_t every = opts_.latency_sample_every;
         bool sample = false;
-        if (COURIER_UNLIKELY(--sample_countdown == 0)) {
-            sample = opts_.latency_sample_every != 0;
-            sample_countdown = sample ? opts_.latency_sample_every : 1024;
+        if (COURIER_UNLIKELY(--sample_countdown == 0 || sample_countdown > every - 1)) {
+            sample = every != 0;
+            sample_countdown = sample ? every : 1024;
         }
         const auto start = sample ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
         try {

@@ -661,8 +661,9 @@ inline void route_reply(rpc_core& server, reply_address to, reply_packet&& p) no
 /// request's id becomes the correlation, as the bus does for events published by a handler),
 /// and the request as the cause.
 struct reply_meta {
-    std::shared_ptr<const trace_data> trace;
+    std::shared_ptr<const trace_data> trace;  // null with from_cause, or for no trace at all
     uuid cause;
+    bool from_cause = false;  // the trace is {correlation = cause}, made when first read
 };
 
 inline reply_meta reply_meta_of(const message_context& request) {
@@ -670,11 +671,10 @@ inline reply_meta reply_meta_of(const message_context& request) {
     // The request's own trace, shared (no copy), when it already names a correlation and has
     // no free headers (those were for the responder, not for what the completion publishes).
     if (t && !t->correlation_id.empty() && t->headers.empty()) return {t, request.event_id()};
+    if (!t) return {nullptr, request.event_id(), true};  // a root request
     auto fresh = std::make_shared<trace_data>();
-    if (t) {
-        fresh->trace_id = t->trace_id;
-        fresh->correlation_id = t->correlation_id;
-    }
+    fresh->trace_id = t->trace_id;
+    fresh->correlation_id = t->correlation_id;
     const uuid& id = request.event_id();
     if (fresh->correlation_id.empty()) fresh->correlation_id = id.to_string();
     return {std::move(fresh), id};
@@ -699,7 +699,8 @@ message_ref make_reply_message(R&& value, reply_meta meta, time_point now) {
     m->heap = true;
     m->timestamp = now;
     m->set_causation_id(meta.cause);
-    m->set_trace(std::move(meta.trace));
+    if (meta.from_cause) m->set_trace_from_causation();
+    else m->set_trace(std::move(meta.trace));
     return message_ref(m);
 }
 
