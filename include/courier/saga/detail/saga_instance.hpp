@@ -6,6 +6,7 @@
 
 #include <courier/bus/dead_letter_store.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/spin_lock.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/runtime/runtime.hpp>
 #include <courier/saga/detail/saga_program.hpp>
@@ -25,7 +26,6 @@
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -116,21 +116,6 @@ struct runner_core {
             finished.pop_front();
         }
     }
-};
-
-/// Guards the few fields `info()` reads: taken once per transition on the saga's strand and by
-/// the occasional query. Uncontended it is one atomic exchange and a store (a std::mutex pair
-/// costs ~45 instructions, 8 times per saga).
-class spin_lock {
-public:
-    void lock() noexcept {
-        while (flag_.exchange(true, std::memory_order_acquire))
-            while (flag_.load(std::memory_order_relaxed)) std::this_thread::yield();
-    }
-    void unlock() noexcept { flag_.store(false, std::memory_order_release); }
-
-private:
-    std::atomic<bool> flag_{false};
 };
 
 class saga_instance final : public attempt_sink, public std::enable_shared_from_this<saga_instance> {
@@ -827,7 +812,9 @@ private:
     static constexpr int max_inline_depth = 8;
     int inline_depth_ = 0;  // nested synchronous step calls on the strand
 
-    mutable spin_lock mutex_;  // guards what info() reads
+    // Guards what info() reads: taken once per transition on the saga's strand and by the
+    // occasional query (a std::mutex pair would cost ~45 instructions, 8 times per saga).
+    mutable spin_lock mutex_;
     saga_state state_ = saga_state::running;
     std::string current_step_;
     boost::container::small_vector<saga_attempt, inline_steps + 1> history_;

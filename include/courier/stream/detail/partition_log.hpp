@@ -6,6 +6,7 @@
 
 #include <courier/core/clock.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/spin_lock.hpp>
 #include <courier/stream/record.hpp>
 #include <courier/stream/stream_options.hpp>
 
@@ -507,7 +508,9 @@ private:
     const std::uint32_t compact_every_;
     std::shared_ptr<segment_pool> pool_;
 
-    mutable std::mutex mutex_;  // writers: append, trim, compact
+    // Writers: append, trim, compact. A spin lock: one append holds it for ~100 instructions,
+    // compaction (rare, inside the append that seals a segment) for longer.
+    mutable spin_lock mutex_;
     std::shared_ptr<segment> active_;
     std::uint64_t next_ = 0;
     std::size_t records_ = 0;
