@@ -456,9 +456,11 @@ private:
         if (ct && !ct->correlation_id.empty()) {
             m.set_trace(ct);
         } else if (!ct && m.causation_id() == c.event_id()) {
-            m.set_trace_from_causation();  // made if someone asks
+            // A root event: its id correlates the whole chain (the trace is made if someone asks).
+            m.set_trace_from_causation();
         } else {
-            // A root event without correlation: its id correlates the whole chain.
+            // A cause whose trace has no correlation (or an event naming another cause): the
+            // handled event's id correlates the chain, the rest of its trace is kept.
             auto t = ct ? std::make_shared<detail::trace_data>(*ct) : std::make_shared<detail::trace_data>();
             t->correlation_id = c.event_id().to_string();
             t->headers.clear();

@@ -164,7 +164,8 @@ public:
         x.trace = std::move(t);
         x.trace_state.store(0, std::memory_order_relaxed);
     }
-    /// The trace is {correlation_id = causation id}, made when first read. Set the causation first.
+    /// The trace is {correlation_id = causation id}, made when first read (the causation id must
+    /// be set before the message is published).
     void set_trace_from_causation() {
         auto& x = extras();
         x.trace.reset();
