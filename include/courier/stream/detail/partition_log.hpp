@@ -70,7 +70,8 @@ public:
 
 private:
     std::size_t block_bytes() const noexcept { return std::size_t{capacity_} * (sizeof(stream_record) + sizeof(std::uint32_t)); }
-    void release(stream_record* p) noexcept { ::operator delete(static_cast<void*>(p), block_bytes()); }
+    // Unsized: clang 14 declares the sized ::operator delete only with -fsized-deallocation.
+    void release(stream_record* p) noexcept { ::operator delete(static_cast<void*>(p)); }
 
     const std::uint32_t capacity_;
     const std::size_t keep_;
