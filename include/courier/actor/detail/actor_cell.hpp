@@ -471,11 +471,12 @@ public:
                 std::string who = "?";
                 auto self = weak.lock();
                 if (self) who = self->name();
-                if (r->complete(unexpected(errc::timeout, "[courier.actor.ask_timeout] ask " + std::string(type_name<M>()) +
-                                                              " to actor '" + who + "' got no reply within " +
-                                                              millis_text(timeout))) &&
-                    self)
-                    self->count_ask_timeout();
+                r->complete(unexpected(errc::timeout, "[courier.actor.ask_timeout] ask " + std::string(type_name<M>()) +
+                                                          " to actor '" + who + "' got no reply within " +
+                                                          millis_text(timeout)),
+                            [&self] {
+                                if (self) self->count_ask_timeout();
+                            });
             });
             reply->set_timer(id);
         }

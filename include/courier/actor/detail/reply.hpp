@@ -30,7 +30,15 @@ public:
 
     /// Delivers `r` unless the ask was completed already; returns whether this call did.
     bool complete(result<R> r) {
+        return complete(std::move(r), [] {});
+    }
+
+    /// As complete(r), and a winning call runs `before_deliver` first: what it counts is
+    /// visible to anyone the completion handler wakes.
+    template <class F>
+    bool complete(result<R> r, F&& before_deliver) {
         if (done_.exchange(true, std::memory_order_acq_rel)) return false;
+        std::forward<F>(before_deliver)();
         if (timers_) {
             // The timer may not be stored yet if the answer raced with ask's set-up; it then
             // fires later into an already completed reply, which is harmless.
