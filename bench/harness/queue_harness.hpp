@@ -102,7 +102,9 @@ inline std::uint64_t now_ns() noexcept {
 inline constexpr std::uint64_t sampled_bit = std::uint64_t{1} << 63;
 
 /// The sending half of a producer: makes each message's word and sums what it sent.
-class sender {
+/// Cache-line aligned (as is receiver): a sender sharing a line with a consumer's counters
+/// would make every message pay for the line's trips between the cores.
+class alignas(64) sender {
 public:
     sender() = default;
     sender(int id, std::uint32_t sample_every) : id_(static_cast<std::uint64_t>(id) + 1), every_(sample_every) {}
@@ -135,7 +137,7 @@ private:
 class run_control;
 
 /// The receiving half of a consumer: counts, sums and times what arrives.
-class receiver {
+class alignas(64) receiver {
 public:
     /// Accounts for one received message word.
     void on_receive(std::uint64_t w) noexcept {

@@ -140,8 +140,14 @@ public:
     /// Publishes a typed event with a key, headers or an explicit trace.
     template <class T>
         requires typed_event<std::decay_t<T>>
-    publish_result publish(T&& event, publish_options options) {
-        return publish_typed(std::forward<T>(event), &options);
+    publish_result publish(T&& event, publish_options&& options) {
+        return publish_typed(std::forward<T>(event), &options);  // its strings are moved into the event
+    }
+    template <class T>
+        requires typed_event<std::decay_t<T>>
+    publish_result publish(T&& event, const publish_options& options) {
+        publish_options copy = options;
+        return publish_typed(std::forward<T>(event), &copy);
     }
 
 private:

@@ -14,6 +14,7 @@
 #include <courier/bus/metrics.hpp>
 #include <courier/bus/subscription_options.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/op_slot.hpp>
 #include <courier/event/topic_pattern.hpp>
 #include <courier/queue/detail/fence.hpp>
 #include <courier/queue/mpmc_queue.hpp>
@@ -296,9 +297,11 @@ private:
         alignas(cache_line_size) std::atomic<std::int64_t> claimed{0};         // capacity claimed, ever
         alignas(cache_line_size) std::atomic<std::uint64_t> popped{0};         // ever
         alignas(cache_line_size) std::atomic<std::uint32_t> scheduled{0};  // drain tasks posted or running
+        op_slot drain_slot;  // where a posted drain is built (a serial lane has one at a time)
         // Owned by the single drainer of a serial/keyed lane: messages popped but held back
-        // behind a failed one that waits for its retry, in order.
-        std::deque<message_base*> held;
+        // behind a failed one that waits for its retry, in order. (A line of its own: the
+        // publishers write the drain slot above.)
+        alignas(cache_line_size) std::deque<message_base*> held;
         std::unique_ptr<retry_state> parked;
         duration park_delay{};  // the parked message's backoff, armed when its drain ends
     };
@@ -388,9 +391,17 @@ private:
         }
     }
 
-    void post_drain(lane& l) {
-        boost::asio::post(core_->services.executor, [self = shared_from_this(), &l] { self->drain(l); });
-    }
+    /// A posted drain of one lane, built in the lane's op_slot.
+    struct drain_task {
+        std::shared_ptr<subscription_state> self;
+        lane* l;
+
+        using allocator_type = op_slot_allocator<void>;
+        allocator_type get_allocator() const noexcept { return allocator_type(&l->drain_slot); }
+        void operator()() const { self->drain(*l); }
+    };
+
+    void post_drain(lane& l) { boost::asio::post(core_->services.executor, drain_task{shared_from_this(), &l}); }
 
     void drain(lane& l) {
         inflight_.fetch_add(1, std::memory_order_seq_cst);
