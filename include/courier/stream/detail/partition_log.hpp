@@ -83,7 +83,11 @@ private:
 /// pointers into it). Written by one thread at a time (the partition's mutex); read by any.
 /// A dense segment holds offsets base, base+1, ...; a sparse one (made by compaction) holds
 /// increasing offsets with gaps and is searched by binary search.
-class segment {
+///
+/// Cache-line aligned, with the count on a line of its own: readers' reference counts (in the
+/// shared_ptr's control block, just before the object) and the writer's per-append count store
+/// each stay off the line of fields both sides read.
+class alignas(cache_line_size) segment {
 public:
     segment(std::uint64_t base, std::shared_ptr<segment_pool> pool, bool dense)
         : base_(base), capacity_(pool->capacity()), dense_(dense), pool_(std::move(pool)), records_(pool_->take()),
@@ -108,6 +112,7 @@ public:
     /// Records published so far.
     std::uint32_t count() const noexcept { return count_.load(std::memory_order_acquire); }
     bool full() const noexcept { return count_.load(std::memory_order_relaxed) == capacity_; }
+    std::uint32_t capacity() const noexcept { return capacity_; }
     const stream_record& at(std::uint32_t i) const noexcept { return records_[i]; }
     const stream_record* data() const noexcept { return records_; }
     bool dense() const noexcept { return dense_; }
@@ -183,9 +188,9 @@ private:
     std::shared_ptr<segment_pool> pool_;
     stream_record* records_;
     std::uint32_t* sizes_;
-    std::atomic<std::uint32_t> count_{0};
     std::atomic<std::uint64_t> end_{no_offset};
     std::atomic<bool> sealed_{false};
+    alignas(cache_line_size) std::atomic<std::uint32_t> count_{0};
 };
 
 /// Records handed to a reader: a run inside one segment, which the span keeps alive.
@@ -340,7 +345,7 @@ public:
         while (cursor) {
             // sealed before count: once sealed, the count read next is final.
             const bool sealed = cursor->sealed();
-            const auto n = cursor->count();
+            const auto n = sealed || !cursor->dense() ? cursor->count() : published_in_active(*cursor);
             const auto idx = cursor->locate(pos, n);
             if (idx < n) {
                 const auto cnt = static_cast<std::uint32_t>(std::min<std::size_t>(n - idx, max));
@@ -388,6 +393,16 @@ public:
     }
 
 private:
+    // Records published in `seg`, a dense segment that was active a moment ago, from the
+    // partition's end (a line the reader loads anyway) rather than from the segment's count,
+    // which the appender writes every append. A segment is sealed only when full, so an end
+    // past it means all of it; the end's release store follows the record's construction.
+    std::uint32_t published_in_active(const segment& seg) const noexcept {
+        const auto e = end_offset();
+        const auto b = seg.base();
+        return e <= b ? 0 : static_cast<std::uint32_t>(std::min<std::uint64_t>(e - b, seg.capacity()));
+    }
+
     // The first segment whose end is past `pos` (the active segment's end is unbounded).
     std::shared_ptr<const segment> lookup(std::uint64_t pos) const {
         std::shared_lock lock(index_mutex_);
@@ -525,8 +540,11 @@ private:
     mutable std::shared_mutex index_mutex_;  // segments_ (readers take it only to change segment)
     std::deque<std::shared_ptr<segment>> segments_;
 
+    // One line for both bounds: an append past the retention limit moves both, and a reader
+    // with records to read loads both, so they cross between the cores together.
     alignas(cache_line_size) std::atomic<std::uint64_t> start_{0};
-    alignas(cache_line_size) std::atomic<std::uint64_t> end_{0};
+    std::atomic<std::uint64_t> end_{0};
+    char pad_[cache_line_size - 2 * sizeof(std::atomic<std::uint64_t>)]{};
 };
 
 /// The offset `from` means in partition `log`.
