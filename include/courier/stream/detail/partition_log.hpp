@@ -544,7 +544,7 @@ private:
     // with records to read loads both, so they cross between the cores together.
     alignas(cache_line_size) std::atomic<std::uint64_t> start_{0};
     std::atomic<std::uint64_t> end_{0};
-    char pad_[cache_line_size - 2 * sizeof(std::atomic<std::uint64_t>)]{};
+    [[maybe_unused]] char pad_[cache_line_size - 2 * sizeof(std::atomic<std::uint64_t>)]{};
 };
 
 /// The offset `from` means in partition `log`.
