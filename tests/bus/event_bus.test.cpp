@@ -487,3 +487,30 @@ TEST_CASE("reply addresses parse only the _INBOX.<inbox>.<request> form", "[bus]
                             "_INBOX.-1.2", "_INBOX.1.2x", "_INBOX.99999999999999999999.1"})
         CHECK_FALSE(courier::reply_address::parse(bad));
 }
+
+TEST_CASE("publish takes a named publish_options by const reference: the caller's options stay as they were",
+          "[bus][context]") {
+    courier::manual_clock clk;
+    courier::runtime rt(courier::runtime::manual, clk);
+    std::vector<std::string> keys;
+    auto sub = rt.bus().subscribe<order_created>(
+        [&](const order_created&, const courier::message_context& ctx) { keys.emplace_back(ctx.key()); }, inline_opts());
+    courier::publish_options o;
+    o.key = "k-1";
+    o.trace_id = "trace-1";
+    o.headers = {{"tenant", "acme"}};
+    CHECK(rt.bus().publish(order_created{"o-1", 1}, o).deliveries == 1);
+    CHECK(rt.bus().publish(order_created{"o-2", 2}, o).deliveries == 1);  // reused as is
+    CHECK(keys == std::vector<std::string>{"k-1", "k-1"});
+    CHECK(o.key == "k-1");
+    CHECK(o.trace_id == "trace-1");
+    CHECK(o.headers.at("tenant") == "acme");
+
+    // Failure path: a closed bus delivers nothing and still leaves the options alone.
+    (void)rt.bus().shutdown(std::chrono::seconds(1), [&] { rt.poll(); });
+    const auto closed = rt.bus().publish(order_created{"o-3", 3}, o);
+    CHECK(closed.closed);
+    CHECK(closed.deliveries == 0);
+    CHECK(keys.size() == 2);
+    CHECK(o.key == "k-1");
+}

@@ -6,6 +6,7 @@
 
 #include <courier/core/clock.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/cpu_relax.hpp>
 #include <courier/core/uuid.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/event/event_traits.hpp>
@@ -225,8 +226,7 @@ private:
             }
             x.trace_state.store(0, std::memory_order_release);
         } else {
-            while (x.trace_state.load(std::memory_order_acquire) != 0) {
-            }
+            while (x.trace_state.load(std::memory_order_acquire) != 0) cpu_relax();
         }
     }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <courier/core/config.hpp>
+#include <courier/core/detail/cpu_relax.hpp>
 
 #include <atomic>
 #include <thread>
@@ -19,9 +20,7 @@ public:
             unsigned spins = 0;
             while (flag_.load(std::memory_order_relaxed)) {
                 if (++spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-                    __builtin_ia32_pause();
-#endif
+                    cpu_relax();
                 } else {
                     std::this_thread::yield();
                 }

@@ -1,10 +1,11 @@
 // The two halves of courier's wake-up protocol between producers and parking consumers:
 // a cheap fence on the producer's hot path and a heavy one on the consumer's slow path
-// (membarrier(2) where Linux offers it), plus cpu_relax() for bounded spinning.
+// (membarrier(2) where Linux offers it); cpu_relax() for bounded spinning comes from core.
 // Not API: used by mpmc_queue, bounded_queue and the wait list they share.
 #pragma once
 
 #include <courier/core/config.hpp>
+#include <courier/core/detail/cpu_relax.hpp>
 
 #include <atomic>
 
@@ -16,16 +17,6 @@
 COURIER_BEGIN_NAMESPACE
 
 namespace detail {
-
-/// One pause of a spin loop: tells the core we are spinning (frees resources for the
-/// sibling hyper-thread and saves power); about 30 ns on the AMD EPYC parts this was tuned on.
-inline void cpu_relax() noexcept {
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_ia32_pause();
-#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
-    asm volatile("yield" ::: "memory");
-#endif
-}
 
 /// True when the process may use membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): Linux >= 4.14
 /// and not forbidden by a seccomp filter. The registration is process-wide, done once.
