@@ -109,7 +109,7 @@ struct bridge_core {
           clock(clk),
           outbox(o.outbox_capacity ? o.outbox_capacity : 1, o.outbox_overflow, [this](outbound_item&& w) {
               dropped.fetch_add(1, std::memory_order_relaxed);
-              dead_letter_out(w, dead_letter_reason::overflow,
+              dead_letter_accepted(w, dead_letter_reason::overflow,
                               "[courier.bridge.outbox_full] the outbox of bridge '" + options.name + "' was full (" +
                                   std::string(to_string(options.outbox_overflow)) + ")");
           }) {}
@@ -124,6 +124,11 @@ struct bridge_core {
     std::atomic<std::uint64_t> forwarded{0}, confirmed{0}, dropped{0}, publish_errors{0}, reconnects{0}, ingested{0},
         duplicates{0}, dead_lettered{0}, acked{0};
     std::atomic<std::size_t> in_flight{0};
+    /// Messages accepted for forwarding (counted before they enter the outbox) and not settled
+    /// yet: confirmed by the broker or handed to the dead letters. What flush waits for: the
+    /// outbox and the in-flight window are two counts, and a message the I/O thread has popped
+    /// and not yet added to its window would be in neither.
+    std::atomic<std::size_t> unsettled{0};
     std::atomic<bool> connected{false};
     std::atomic<bool> sleeping{false};
 
@@ -137,6 +142,11 @@ struct bridge_core {
     void dead_letter_out(const outbound_item& item, dead_letter_reason why, std::string reason) {
         dead_letters.add(outbound_record(as_wire(item), why, "bridge:" + options.name + ":outbox", std::move(reason), clock.now()));
         dead_lettered.fetch_add(1, std::memory_order_relaxed);
+    }
+    /// Dead-letters a message counted in `unsettled`: it is settled by this.
+    void dead_letter_accepted(const outbound_item& item, dead_letter_reason why, std::string reason) {
+        dead_letter_out(item, why, std::move(reason));
+        unsettled.fetch_sub(1, std::memory_order_release);
     }
 
     /// Wakes the I/O thread if it is parked in a poll (Dekker pairing with the thread's
@@ -291,7 +301,7 @@ public:
     bool flush(duration timeout) const {
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
         for (;;) {
-            if (core_->outbox.size_approx() == 0 && core_->in_flight.load(std::memory_order_acquire) == 0) return true;
+            if (core_->unsettled.load(std::memory_order_acquire) == 0) return true;
             if (std::chrono::steady_clock::now() >= deadline) return false;
             core_->kick();
             std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -359,7 +369,7 @@ public:
         core_->connected.store(false, std::memory_order_release);
         // Hand back what could not be confirmed.
         in_flight_.for_each([&](std::uint64_t, detail::in_flight_window::item& item) {
-            core_->dead_letter_out(item.msg, dead_letter_reason::shutdown,
+            core_->dead_letter_accepted(item.msg, dead_letter_reason::shutdown,
                                    "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before the broker confirmed it");
         });
         in_flight_.clear();
@@ -367,7 +377,7 @@ public:
         core_->outbox.close();
         detail::outbound_item w;
         while (core_->outbox.try_pop(w) == queue_status::ok)
-            core_->dead_letter_out(w, dead_letter_reason::shutdown,
+            core_->dead_letter_accepted(w, dead_letter_reason::shutdown,
                                    "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before sending it");
     }
 
@@ -382,6 +392,7 @@ private:
     }
 
     static void enqueue(detail::bridge_core& core, detail::outbound_item w) {
+        core.unsettled.fetch_add(1, std::memory_order_relaxed);
         queue_status st;
         switch (core.options.outbox_overflow) {
         case overflow_policy::block:
@@ -399,7 +410,7 @@ private:
             return;
         }
         core.dropped.fetch_add(1, std::memory_order_relaxed);
-        core.dead_letter_out(w, st == queue_status::closed ? dead_letter_reason::shutdown : dead_letter_reason::overflow,
+        core.dead_letter_accepted(w, st == queue_status::closed ? dead_letter_reason::shutdown : dead_letter_reason::overflow,
                              st == queue_status::closed
                                  ? "[courier.bridge.stopped] bridge '" + core.options.name + "' is stopped"
                                  : "[courier.bridge.outbox_full] the outbox of bridge '" + core.options.name + "' was full (" +
@@ -537,7 +548,7 @@ private:
         if (r.error() == errc::limit_exceeded || r.error() == errc::invalid_argument) {
             // The broker will never take this one: hand it to the dead letters, keep going.
             core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
-            core_->dead_letter_out(item.msg, dead_letter_reason::non_retryable, r.error().message);
+            core_->dead_letter_accepted(item.msg, dead_letter_reason::non_retryable, r.error().message);
             --unsent_;
             in_flight_.erase(seq);
             core_->in_flight.store(in_flight_.size(), std::memory_order_release);
@@ -555,12 +566,13 @@ private:
             in_flight_.erase(c.sequence);
             core_->in_flight.store(in_flight_.size(), std::memory_order_release);
             core_->confirmed.fetch_add(1, std::memory_order_relaxed);
+            core_->unsettled.fetch_sub(1, std::memory_order_release);
             return;
         }
         core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
         if (++it->attempts >= core_->options.max_publish_attempts) {
             if (!it->sent) --unsent_;
-            core_->dead_letter_out(it->msg, dead_letter_reason::non_retryable,
+            core_->dead_letter_accepted(it->msg, dead_letter_reason::non_retryable,
                                    "[courier.bridge.publish_refused] the broker refused it " +
                                        std::to_string(it->attempts) + " times; last: " + c.outcome.error().message);
             in_flight_.erase(c.sequence);
