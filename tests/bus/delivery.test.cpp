@@ -633,3 +633,41 @@ TEST_CASE("a pooled lane drained by up to 4 drains at once delivers every messag
     CHECK(got.load() == n);
     CHECK(sub.metrics().dead_lettered == 0);
 }
+
+TEST_CASE("a drain pauses to let a batch build only while messages arrive back to back", "[bus][drain]") {
+    courier::runtime rt(courier::runtime_options{.threads = 1});
+    auto& bus = rt.bus();
+    SECTION("the first message of a drain never waits, even with an endless pause configured") {
+        // ~22 ns per pause: UINT32_MAX pauses would hold a message for over a minute, far past
+        // the wait below. `delivered` is counted when a drain ends, so each publish here finds
+        // the lane idle and starts a new drain.
+        std::atomic<std::uint64_t> got{0};
+        auto sub = bus.subscribe<tick>([&](const tick& t) { got.store(t.n); },
+                                       {.mode = courier::delivery_mode::serial, .coalesce_spin = UINT32_MAX});
+        for (std::uint64_t i = 1; i <= 3; ++i) {
+            bus.publish(tick{i, ""});
+            REQUIRE(wait_until([&] { return got.load() == i; }, 10s));
+            REQUIRE(wait_until([&] { return sub.metrics().delivered == i; }, 10s));
+        }
+    }
+    SECTION("a stream of messages is delivered whole and in order with the pause on and off") {
+        for (const std::uint32_t spin : {0u, 64u, 4096u}) {
+            std::vector<std::uint64_t> seen;
+            std::atomic<std::size_t> count{0};
+            auto sub = bus.subscribe<tick>(
+                [&](const tick& t) {
+                    seen.push_back(t.n);
+                    count.fetch_add(1, std::memory_order_release);
+                },
+                {.mode = courier::delivery_mode::serial, .coalesce_spin = spin});
+            constexpr std::uint64_t n = 20000;
+            for (std::uint64_t i = 0; i < n; ++i) bus.publish(tick{i, ""});
+            REQUIRE(wait_until([&] { return count.load(std::memory_order_acquire) == n; }));
+            bool ordered = true;
+            for (std::uint64_t i = 0; i < n; ++i) ordered = ordered && seen[i] == i;
+            CHECK(ordered);
+            CHECK(wait_until([&] { return sub.metrics().delivered == n; }));
+            sub.unsubscribe();
+        }
+    }
+}

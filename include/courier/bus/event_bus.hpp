@@ -603,7 +603,12 @@ private:
         std::uint64_t bus_uid = 0;
         std::uint64_t version = 0;
         std::vector<std::shared_ptr<const detail::route>> typed;
-        std::unordered_map<std::string, std::shared_ptr<const detail::route>> named;
+        // Transparent: an envelope's publish looks its name up without building a string.
+        struct name_hash {
+            using is_transparent = void;
+            std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+        };
+        std::unordered_map<std::string, std::shared_ptr<const detail::route>, name_hash, std::equal_to<>> named;
         std::vector<std::shared_ptr<const detail::route>> retired;
         std::shared_ptr<detail::publisher_slot> slot;
 
@@ -702,7 +707,7 @@ private:
         return c.typed[index].get();
     }
     const detail::route* named_route(route_cache_entry& c, std::string_view name) {
-        if (auto it = c.named.find(std::string(name)); it != c.named.end()) return it->second.get();
+        if (auto it = c.named.find(name); it != c.named.end()) return it->second.get();
         auto r = route_for(name);
         auto* raw = r.get();
         c.named.emplace(std::string(name), std::move(r));

@@ -425,6 +425,7 @@ private:
         }
         message_base* batch[64];
         std::uint32_t idle_spins = 0;
+        bool streaming = false;  // the last pop found messages: they arrive back to back
         while (!parked && budget > 0) {
             if (ordered && !l.held.empty()) {
                 message_base* m = l.held.front();
@@ -439,6 +440,7 @@ private:
                 // Spin a little before giving the lane up: a publisher that is still sending
                 // refills it within nanoseconds, while handing the lane back costs an Asio post
                 // and a parked-thread wake-up (~100 us on these VMs) for the next message.
+                streaming = false;
                 if (idle_spins++ < opts_.idle_spin) {
                     cpu_relax();
                     continue;
@@ -459,6 +461,14 @@ private:
                 }
                 if (!handle_first(batch[i], ordered ? &l : nullptr, delivered)) parked = true;
             }
+            // A handler as fast as its publisher finds one or two messages per pop, and then both
+            // cores trade the queue's cache lines for every message (the publisher slowed to
+            // about half: bus.exact 1P1C ran 1.6-2x faster with this pause). When pops keep
+            // finding messages but not a full batch, pausing lets a batch build up; a message that
+            // follows an empty pop (a request-reply ping-pong, a paced stream) is not held back.
+            if (streaming && n < want)
+                for (std::uint32_t i = 0; i < opts_.coalesce_spin; ++i) cpu_relax();
+            streaming = true;
         }
         if (delivered) counters_.delivered.fetch_add(delivered, std::memory_order_release);
         // Read before leaving inflight_: from then on unsubscribe/shutdown may own the lane
