@@ -606,3 +606,60 @@ TEST_CASE("pending records retention removes are counted lost when trimmed, not 
     CHECK(g.summary().count == 0);
     CHECK(g.committed(0) >= 3);
 }
+
+TEST_CASE("read with a fetch wait takes a batch at once, or what there is after max_wait", "[stream][group][fetch]") {
+    courier::manual_clock clk;
+    courier::stream s("orders", clk, {.partitions = 2});
+    auto m = s.group("g").join("m");
+    const auto started = std::chrono::steady_clock::now();
+    fill(s, 10);
+    SECTION("enough records wait: read at once, all of them up to max") {
+        auto b = m.read(256, {.min_records = 5, .max_wait = 60s}).value();
+        CHECK(b.size() + m.read(256).value().size() == 10);  // one partition per read
+        CHECK(std::chrono::steady_clock::now() - started < 30s);
+    }
+    SECTION("min_records above max waits for max only") {
+        courier::group_batch b;
+        CHECK(m.read(b, 3, {.min_records = 1000, .max_wait = 60s}).value() == 3);
+        CHECK(std::chrono::steady_clock::now() - started < 30s);
+    }
+    SECTION("too few: after max_wait, what there is") {
+        courier::group_batch b;
+        std::size_t got = 0;
+        while (m.read(b, 256).value() != 0) got += b.size();
+        CHECK(got == 10);
+        fill(s, 2);
+        const auto t0 = std::chrono::steady_clock::now();
+        got = m.read(b, 256, {.min_records = 64, .max_wait = 2ms}).value();
+        got += m.read(b, 256, {.min_records = 64, .max_wait = 2ms}).value();
+        CHECK(got == 2);
+        CHECK(std::chrono::steady_clock::now() - t0 >= 2ms);  // it did wait for more
+        CHECK(m.read(b, 256, {.min_records = 64, .max_wait = 1ms}).value() == 0);
+    }
+    SECTION("a member that left gets its error without waiting") {
+        m.leave();
+        auto r = m.read(256, {.min_records = 64, .max_wait = 60s});
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == courier::errc::invalid_state);
+        CHECK(std::chrono::steady_clock::now() - started < 30s);
+    }
+}
+
+TEST_CASE("a member waiting for min_records reads as soon as an appender supplies them", "[stream][group][fetch]") {
+    courier::stream s("orders", courier::system_clock::instance(), {.partitions = 1});
+    auto m = s.group("g").join("m");
+    std::thread appender([&] {
+        for (int i = 0; i < 50; ++i) {
+            (void)s.append("k", std::to_string(i));
+            if (i % 10 == 0) std::this_thread::sleep_for(1ms);
+        }
+    });
+    courier::group_batch b;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto n = m.read(b, 256, {.min_records = 50, .max_wait = 60s}).value();
+    appender.join();
+    CHECK(n == 50);  // it waited for all of them, and no longer than needed
+    CHECK(std::chrono::steady_clock::now() - t0 < 30s);
+    for (std::size_t i = 0; i < b.size(); ++i) CHECK(b[i].record().payload == std::to_string(i));
+    CHECK(m.ack(b) == 50);
+}

@@ -6,6 +6,7 @@
 
 #include <courier/core/clock.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/cpu_relax.hpp>
 #include <courier/core/error.hpp>
 #include <courier/core/result.hpp>
 #include <courier/stream/batch.hpp>
@@ -14,6 +15,8 @@
 
 #include <boost/asio/async_result.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -45,7 +48,8 @@ struct member_link {
 /// Thread safety: one thread at a time per member (give each worker its own member); members of
 /// one group may be used concurrently.
 /// Ordering: within a partition, `read` delivers in offset order; no order across partitions.
-/// Blocking: never; `async_read` waits without a thread.
+/// Blocking: never, except `read` with a `fetch_wait` (spins up to its max_wait); `async_read`
+/// waits without a thread.
 /// Errors: errc::invalid_state ("[courier.stream.member_left]") after `leave()`, and for an
 /// async_read still pending when the member leaves or is destroyed.
 class group_member {
@@ -94,6 +98,24 @@ public:
             }
         }
         return std::size_t{0};
+    }
+    /// As `read`, but while fewer than `wait.min_records` new records wait in this member's
+    /// partitions, waits for more, up to `wait.max_wait`, then reads what there is (Kafka's
+    /// fetch.min.bytes + fetch.max.wait.ms). For throughput: a member that has caught up and
+    /// reads again at once takes each partition's end offset, a line the appender writes per
+    /// record, away from the appender's core at every look, and gets one or two records per
+    /// read; waiting looks about once a microsecond and reads a batch. Records already pending
+    /// redelivery do not count toward `min_records`.
+    result<std::size_t> read(group_batch& out, std::size_t max, const fetch_wait& wait) {
+        if (group_ && wait.min_records > 1 && wait.max_wait > std::chrono::nanoseconds::zero())
+            wait_for_records(std::min(wait.min_records, max), wait.max_wait);
+        return read(out, max);
+    }
+    result<group_batch> read(std::size_t max, const fetch_wait& wait) {
+        group_batch b;
+        auto n = read(b, max, wait);
+        if (!n) return unexpected(std::move(n).error());
+        return b;
     }
 
     /// Waits for new records (appended, or given to this member by a rebalance), then reads as
@@ -208,6 +230,19 @@ private:
     }
 
     void touch(time_point now) noexcept { slot_->last_seen_ns.store(detail::ns_of(now), std::memory_order_relaxed); }
+
+    void wait_for_records(std::size_t min, std::chrono::nanoseconds max_wait) {
+        auto& g = *group_;
+        const auto deadline = std::chrono::steady_clock::now() + max_wait;
+        for (;;) {
+            if (generation_ != g.generation()) assignment_ = g.assignment_of(id_, generation_);
+            std::uint64_t unread = 0;
+            for (const auto p : assignment_) unread += g.unread(p, id_);
+            if (unread >= min || g.stream().closed() || std::chrono::steady_clock::now() >= deadline) return;
+            // ~0.7-1 us between looks (one pause is 20-40 ns on the x86 parts we measure on).
+            for (int i = 0; i < 32; ++i) detail::cpu_relax();
+        }
+    }
     courier::unexpected left_error() const { return left_error(name()); }
     static courier::unexpected left_error(const std::string& name) {
         return courier::unexpected(errc::invalid_state, "[courier.stream.member_left] member '" + name + "' left its group");

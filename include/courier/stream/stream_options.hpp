@@ -53,6 +53,16 @@ struct stream_options {
     bool coarse_timestamps = true;
 };
 
+/// How long `group_member::read(out, max, wait)` may wait for a fuller batch: Kafka's
+/// fetch.min.bytes and fetch.max.wait.ms, counted in records.
+struct fetch_wait {
+    /// Read as soon as this many new records wait in the member's partitions (at most `max`).
+    std::size_t min_records = 1;
+    /// Read what there is once this much real time has passed (the wait spins; it never sleeps,
+    /// and it does not follow a manual clock).
+    std::chrono::nanoseconds max_wait{};
+};
+
 /// Options of a stream reader.
 struct reader_options {
     /// Partitions to read; empty means all.

@@ -193,6 +193,14 @@ public:
 
     // ------------------------------------------------------------ delivery
 
+    /// New records of partition `p` not yet delivered, if member `id` owns it (else 0).
+    std::uint64_t unread(std::uint32_t p, std::uint32_t id) {
+        auto& gp = *parts_[p];
+        const auto end = stream_->part(p).end_offset();
+        std::lock_guard lock(gp.mutex);
+        return gp.owner == id && end > gp.next ? end - gp.next : 0;
+    }
+
     /// Delivers up to `max` new records of partition `p` to member `id`, if it owns `p`.
     std::size_t read_partition(std::uint32_t p, std::uint32_t id, std::size_t max, group_batch& out, time_point now) {
         auto& gp = *parts_[p];
