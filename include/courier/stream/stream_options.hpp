@@ -58,8 +58,8 @@ struct stream_options {
 struct fetch_wait {
     /// Read as soon as this many new records wait in the member's partitions (at most `max`).
     std::size_t min_records = 1;
-    /// Read what there is once this much real time has passed (the wait spins; it never sleeps,
-    /// and it does not follow a manual clock).
+    /// Read what there is once this much real time has passed (the wait spins, then yields the
+    /// thread between looks; it never sleeps, and it does not follow a manual clock).
     std::chrono::nanoseconds max_wait{};
 };
 

@@ -61,7 +61,7 @@ struct message_base;
 /// these run only when JSON or destruction is needed).
 struct message_ops {
     void (*destroy)(message_base*) noexcept;
-    nlohmann::json (*data_to_json)(const message_base&);
+    nlohmann::json (*data_to_json)(const message_base&);  ///< typed data only
     /// The data where it already is JSON (an envelope's), read in place; null for typed data.
     const nlohmann::json* (*data_in_place)(const message_base&) noexcept;
     std::size_t type_index;
@@ -327,12 +327,11 @@ struct envelope_message final : message_base {
     std::function<void()> on_settled;
 
     static void destroy(message_base* m) noexcept { delete static_cast<envelope_message*>(m); }
-    static nlohmann::json to_json(const message_base& m) { return static_cast<const envelope_message&>(m).env.data; }
     static const nlohmann::json* data_in_place(const message_base& m) noexcept {
         return &static_cast<const envelope_message&>(m).env.data;
     }
-    static inline const message_ops table{&envelope_message::destroy, &envelope_message::to_json,
-                                          &envelope_message::data_in_place, no_type,
+    // No data_to_json: data_json() reads an envelope's data in place.
+    static inline const message_ops table{&envelope_message::destroy, nullptr, &envelope_message::data_in_place, no_type,
                                           &typeid(envelope), {}};
 };
 
