@@ -4,12 +4,14 @@
 # unknown ids (404), bad input (400), wrong routes and methods, a failing job (`error` event),
 # a client that leaves mid-stream (its watcher is cleaned up, the server goes on), 50
 # concurrent SSE clients all reaching `done`, and a clean exit on SIGTERM.
-# Usage: smoke_test.sh path/to/job_status_web      Exit 77 (CTest SKIP) when curl is missing.
+# Usage: smoke_test.sh path/to/job_status_web      Exit 77 (CTest SKIP) when curl is missing,
+# unless COURIER_REQUIRE_WEB_TESTS=1 (scripts/test sets it after installing curl): then it fails.
 set -uo pipefail
 
 server_bin=${1:?usage: smoke_test.sh path/to/job_status_web}
 if ! command -v curl >/dev/null 2>&1; then
     echo "SKIP: curl is not installed (Debian package: curl)"
+    [[ ${COURIER_REQUIRE_WEB_TESTS:-} == 1 ]] && { echo "FAIL - COURIER_REQUIRE_WEB_TESTS=1"; exit 1; }
     exit 77
 fi
 

@@ -4,8 +4,19 @@
 # from npm's cache when it has it) when it is missing or stale, starts job_status_web on a free
 # port, runs job_status.e2e.mjs against it, and stops the server, also on failure.
 # Usage: run.sh path/to/job_status_web SOURCE_E2E_DIR BUILD_E2E_DIR
-# Exit 77 (CTest SKIP) only when node, npm or chromium is absent.
+# Exit 77 (CTest SKIP) only when node, npm or chromium is absent, and not even then when
+# COURIER_REQUIRE_WEB_TESTS=1 (scripts/test sets it after installing them): then it fails, so
+# that CI cannot pass with the browser test skipped.
 set -uo pipefail
+
+skip() {
+    echo "SKIP: $1"
+    if [[ ${COURIER_REQUIRE_WEB_TESTS:-} == 1 ]]; then
+        echo "FAIL - COURIER_REQUIRE_WEB_TESTS=1: this run must drive the browser"
+        exit 1
+    fi
+    exit 77
+}
 
 server_bin=${1:?usage: run.sh SERVER SRC_DIR BUILD_DIR}
 src=${2:?usage: run.sh SERVER SRC_DIR BUILD_DIR}
@@ -14,13 +25,11 @@ chromium_bin=${CHROMIUM:-/usr/bin/chromium}
 
 for tool in node npm; do
     if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "SKIP: $tool is not installed (Debian packages: nodejs npm)"
-        exit 77
+        skip "$tool is not installed (Debian packages: nodejs npm)"
     fi
 done
 if [[ ! -x "$chromium_bin" ]]; then
-    echo "SKIP: $chromium_bin is not there (Debian package: chromium)"
-    exit 77
+    skip "$chromium_bin is not there (Debian package: chromium)"
 fi
 
 mkdir -p "$dst"
