@@ -1088,3 +1088,101 @@ TEST_CASE("finished chains and groups free their jobs once nobody holds them", "
     }
     CHECK(counted_job::live.load() == 0);
 }
+
+TEST_CASE("max_jobs bounds a queue's unfinished jobs: enqueues past it are refused and counted", "[jobs][bounded]") {
+    manual_env env;
+    courier::job_system jobs(env.rt);
+    auto q = jobs.queue("bounded", {.max_jobs = 3});
+    bool healthy = false;
+    q.handle<tagged>([&](const tagged& t) {
+        if (!healthy) throw std::runtime_error("down");
+        return t.tag;
+    });
+    std::vector<courier::job_handle> hs;
+    for (int i = 0; i < 3; ++i) hs.push_back(q.enqueue(tagged{i}, {.max_attempts = 1}).value());
+    SECTION("at the bound an enqueue is refused with a typed error, nothing is queued") {
+        auto refused = q.enqueue(tagged{3});
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error() == courier::errc::full);
+        CHECK(refused.error().id() == "courier.jobs.full");
+        CHECK(refused.error().message.find("'bounded'") != std::string::npos);
+        CHECK(q.stats().refused_full == 1);
+        CHECK(q.stats().enqueued == 3);
+        CHECK(q.stats().waiting == 3);
+    }
+    SECTION("a job gives its place back when it ends: dead, then redriven only while there is room") {
+        env.rt.poll();  // all three die (max_attempts 1): their places are free again
+        CHECK(q.dead_letters().size() == 3);
+        healthy = true;
+        for (int i = 10; i < 13; ++i) hs.push_back(q.enqueue(tagged{i}).value());
+        auto stays_dead = q.dead_letters().redrive(hs[0].id());
+        REQUIRE_FALSE(stays_dead);
+        CHECK(stays_dead.error() == courier::errc::full);
+        CHECK(hs[0].state() == courier::job_state::dead);
+        CHECK(q.dead_letters().redrive_all() == 0);
+        CHECK(q.stats().refused_full == 4);
+        env.rt.poll();  // the three new ones complete
+        CHECK(q.dead_letters().redrive_all() == 3);
+        CHECK_FALSE(q.enqueue(tagged{99}));
+        env.rt.poll();
+        for (auto& h : hs) CHECK(h.state() == courier::job_state::completed);
+        CHECK(q.stats().completed == 6);
+        CHECK(q.stats().refused_full == 5);
+    }
+    SECTION("a refused dedup key does not keep a place") {
+        env.rt.poll();
+        auto a = q.enqueue(tagged{1}, {.dedup_key = "k"}).value();
+        for (int i = 0; i < 5; ++i) {
+            auto dup = q.enqueue(tagged{2}, {.dedup_key = "k"});
+            CHECK(dup.error() == courier::errc::duplicate);
+        }
+        CHECK(q.enqueue(tagged{3}).has_value());
+        CHECK(q.enqueue(tagged{4}).has_value());
+        CHECK(q.enqueue(tagged{5}).error() == courier::errc::full);
+    }
+    SECTION("cancelled and expired jobs give their places back") {
+        REQUIRE(hs[0].cancel());
+        auto d = q.enqueue(tagged{7}, {.ttl = 1s}).value();
+        CHECK(q.enqueue(tagged{8}).error() == courier::errc::full);
+        REQUIRE(hs[1].cancel());
+        REQUIRE(hs[2].cancel());
+        env.clk.advance(2s);
+        env.rt.poll();
+        CHECK(d.state() == courier::job_state::expired);
+        for (int i = 0; i < 3; ++i) CHECK(q.enqueue(tagged{20 + i}).has_value());
+    }
+}
+
+TEST_CASE("max_jobs holds under producers far faster than the workers, every refusal counted", "[jobs][bounded][threads]") {
+    courier::runtime rt(courier::runtime_options{.threads = 2});
+    courier::job_system jobs(rt);
+    constexpr std::uint64_t bound = 64;
+    auto q = jobs.queue("flood", {.max_jobs = bound});
+    std::atomic<std::uint64_t> finished{0}, accepted{0}, refused{0}, over_bound{0};
+    q.handle<tagged>([&](const tagged&) {
+        std::this_thread::sleep_for(20us);
+        finished.fetch_add(1);  // before the job gives its place back: never ahead of the bound
+    });
+    std::vector<std::thread> producers;
+    for (int p = 0; p < 2; ++p)
+        producers.emplace_back([&] {
+            for (int i = 0; i < 5000; ++i) {
+                auto r = q.enqueue(tagged{i});
+                if (!r) {
+                    if (r.error() == courier::errc::full) refused.fetch_add(1);
+                    continue;
+                }
+                // accepted lags and finished leads the real count: their difference never
+                // exceeds the jobs the queue holds.
+                const std::uint64_t a = accepted.fetch_add(1) + 1;
+                if (a - finished.load() > bound) over_bound.fetch_add(1);
+            }
+        });
+    for (auto& t : producers) t.join();
+    REQUIRE(wait_until([&] { return finished.load() == accepted.load() && q.stats().completed == accepted.load(); }, 30s));
+    CHECK(accepted + refused == 10000);
+    CHECK(refused > 0);
+    CHECK(over_bound == 0);
+    CHECK(q.stats().refused_full == refused.load());
+    CHECK(q.stats().enqueued == accepted.load());
+}

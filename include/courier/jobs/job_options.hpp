@@ -110,6 +110,11 @@ struct job_queue_options {
     courier::rate_limit rate_limit{};
     /// Dead jobs kept before the oldest is evicted (and counted).
     std::size_t dead_letter_capacity = 10000;
+    /// At most this many jobs of this queue not yet finished (waiting, delayed, active or
+    /// retrying); an enqueue or redrive past it is refused with `errc::full`
+    /// (`[courier.jobs.full]`) and counted in `refused_full`, so producers far faster than the
+    /// workers get backpressure instead of an ever larger backlog. 0: no bound (and no cost).
+    std::size_t max_jobs = 0;
 };
 
 /// How free workers choose between queues that have work.
@@ -170,6 +175,7 @@ struct job_queue_stats {
     std::uint64_t expired = 0;
     std::uint64_t cancelled = 0;
     std::uint64_t deduplicated = 0;     ///< enqueues refused by a live dedup key
+    std::uint64_t refused_full = 0;     ///< enqueues and redrives refused by max_jobs
     std::uint64_t rate_limited = 0;     ///< times a worker found the queue's rate window full
     std::int64_t waiting = 0;           ///< ready jobs queued now (approximate)
     std::uint32_t active = 0;           ///< handlers running now

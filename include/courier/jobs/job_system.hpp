@@ -70,8 +70,9 @@ struct dead_job {
 ///
 /// Thread safety: every member may be called from any thread.
 /// Errors: redrive returns errc::not_found [courier.jobs.dead_letter_not_found] for an unknown
-/// id, errc::closed after shutdown, and errc::duplicate [courier.jobs.redrive_duplicate] (the
-/// job stays dead) when a live job now holds its dedup key.
+/// id, errc::closed after shutdown, errc::duplicate [courier.jobs.redrive_duplicate] (the
+/// job stays dead) when a live job now holds its dedup key, and errc::full [courier.jobs.full]
+/// (the job stays dead) when the queue holds its job_queue_options::max_jobs.
 class job_dead_letters {
 public:
     explicit job_dead_letters(detail::job_queue_core& q) noexcept : q_(&q) {}
@@ -115,6 +116,8 @@ public:
     void handle(Handler&& handler);
 
     /// Enqueues `job` (moved into its one allocation) with the default job_options.
+    /// Refused with errc::full [courier.jobs.full] while the queue holds its max_jobs unfinished
+    /// jobs, errc::closed after shutdown.
     template <class T>
     result<job_handle> enqueue(T job);
     /// Enqueues `job` with `options` (copied into the job's allocation). See job_options.

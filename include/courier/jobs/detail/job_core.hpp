@@ -151,11 +151,26 @@ public:
     // Producers' counters and workers' counters on separate cache lines (no false sharing).
     struct counters {
         alignas(cache_line_size) std::atomic<std::uint64_t> enqueued{0};
-        std::atomic<std::uint64_t> deduplicated{0};
+        std::atomic<std::uint64_t> deduplicated{0}, refused_full{0};
         alignas(cache_line_size) std::atomic<std::uint64_t> completed{0};
         std::atomic<std::uint64_t> failed_attempts{0}, retried{0}, timed_out{0}, late_results{0}, dead{0}, failed{0},
             expired{0}, cancelled{0}, rate_limited{0};
     } count;
+
+    // Jobs not finished, counted only under max_jobs: a job takes a place when it enters
+    // (enqueue, redrive) and gives it back at its terminal state (on_terminal).
+    alignas(cache_line_size) std::atomic<std::size_t> held{0};
+    /// Takes a place for one more job; false (counted) when max_jobs are held already.
+    bool try_hold() noexcept {
+        if (options.max_jobs == 0) return true;
+        if (held.fetch_add(1, std::memory_order_acq_rel) < options.max_jobs) return true;
+        held.fetch_sub(1, std::memory_order_acq_rel);
+        count.refused_full.fetch_add(1, std::memory_order_relaxed);
+        return false;
+    }
+    void release_hold() noexcept {
+        if (options.max_jobs) held.fetch_sub(1, std::memory_order_acq_rel);
+    }
 
     void set_handler(const void* tag, std::shared_ptr<const job_handler> h);
     const job_handler* find_handler(const void* tag) const noexcept;

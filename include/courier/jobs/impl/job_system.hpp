@@ -225,6 +225,7 @@ inline job_queue_stats job_queue_core::stats() const {
     s.expired = count.expired.load(std::memory_order_relaxed);
     s.cancelled = count.cancelled.load(std::memory_order_relaxed);
     s.deduplicated = count.deduplicated.load(std::memory_order_relaxed);
+    s.refused_full = count.refused_full.load(std::memory_order_relaxed);
     s.rate_limited = count.rate_limited.load(std::memory_order_relaxed);
     s.waiting = static_cast<std::int64_t>(fast.size_approx() + prio_count.load(std::memory_order_relaxed));
     s.active = options.concurrency ? active.load(std::memory_order_relaxed) : sys.running_in(*this);
@@ -377,6 +378,9 @@ inline result<std::shared_ptr<job_record>> job_system_core::submit(job_queue_cor
     const job_options& o = rec->opts();
     if (o.max_attempts == 0)
         return unexpected(errc::invalid_argument, "[courier.jobs.invalid_options] max_attempts must be at least 1");
+    if (!q.try_hold())
+        return unexpected(errc::full, "[courier.jobs.full] queue '" + q.name + "' holds its max_jobs (" +
+                                          std::to_string(q.options.max_jobs) + ") unfinished jobs; not enqueued");
     const bool timed = o.ttl > duration::zero() || o.delay > duration::zero() || o.eta;
     const auto now = timed ? clock.now() : stamp();
     rec->id = make_uuid_v7(now);
@@ -401,6 +405,7 @@ inline result<std::shared_ptr<job_record>> job_system_core::submit(job_queue_cor
                                                                std::string(to_string(holder->state())) + ") on queue '" +
                                                                q.name + "'");
                 if (holder_out) *holder_out = std::move(holder);
+                q.release_hold();
                 return refusal;
             }
         }
@@ -693,6 +698,7 @@ inline void job_system_core::attempt_failed(const std::shared_ptr<job_record>& r
 }
 
 inline void job_system_core::on_terminal(job_record& rec, job_state s) {
+    rec.queue->release_hold();
     if (rec.keyed) {
         job_queue_core& q = *rec.queue;
         std::lock_guard lock(q.mutex);
@@ -768,8 +774,14 @@ inline result<void> job_system_core::redrive_locked(job_queue_core& q, const std
                                                        q.name + "'");
         }
     }
-    if (!rec->status.compare_exchange_strong(st, make_status(0, job_state::waiting), std::memory_order_seq_cst))
+    if (!q.try_hold())
+        return unexpected(errc::full, "[courier.jobs.full] job " + rec->id.to_string() + " stays dead: queue '" + q.name +
+                                          "' holds its max_jobs (" + std::to_string(q.options.max_jobs) +
+                                          ") unfinished jobs");
+    if (!rec->status.compare_exchange_strong(st, make_status(0, job_state::waiting), std::memory_order_seq_cst)) {
+        q.release_hold();
         return unexpected(errc::invalid_state, "[courier.jobs.not_dead] job " + rec->id.to_string() + " is not dead");
+    }
     // A new life: the TTL and its timer entries belong to the old one.
     rec->generation.fetch_add(1, std::memory_order_acq_rel);
     rec->cancel_requested.store(false, std::memory_order_release);
