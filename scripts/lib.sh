@@ -3,7 +3,7 @@
 set -euo pipefail
 
 COURIER_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-COURIER_BASE_PACKAGES=(cmake ninja-build g++ pkg-config ccache
+COURIER_BASE_PACKAGES=(cmake ninja-build g++ pkg-config ccache python3
                        libconcurrentqueue-dev libboost-dev nlohmann-json3-dev catch2)
 # The peers courier-bench compares against (and its micro-benchmarks and charts).
 COURIER_BENCH_PACKAGES=(libatomic-queue-dev libtbb-dev libzmq3-dev libcaf-dev libbenchmark-dev gnuplot-nox)

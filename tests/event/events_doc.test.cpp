@@ -1,10 +1,16 @@
 // The examples of docs/events.md, compiled and run: the page quotes the code between the
 // "doc:" markers, so a snippet that stops compiling or stops being true fails here.
 #include <courier/core/clock.hpp>
-#include <courier/event/cloudevents.hpp>
-#include <courier/event/envelope_codec.hpp>
-#include <courier/event/topic_pattern.hpp>
-#include <courier/event/upcaster.hpp>
+// doc: includes
+#include <courier/event/event_name.hpp>     // event_name, owned_event_name
+#include <courier/event/topic_pattern.hpp>  // topic_pattern, owned_topic_pattern
+#include <courier/event/event_traits.hpp>   // typed_event, event_type_of, to_data, from_data
+#include <courier/event/envelope.hpp>       // envelope, event_metadata, make_envelope, data_as
+#include <courier/event/envelope_codec.hpp> // encode, decode, decode_limits, RFC 3339
+#include <courier/event/cloudevents.hpp>    // to_cloudevent, from_cloudevent
+#include <courier/event/upcaster.hpp>       // upcaster_registry
+#include <courier/core/uuid.hpp>            // uuid, make_uuid_v7
+// doc: end
 
 #include <catch2/catch.hpp>
 
