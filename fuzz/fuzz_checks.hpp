@@ -6,6 +6,18 @@
 #pragma once
 
 #include <courier/bridge/detail/wire.hpp>
+#include <courier/bridge/detail/wire_kafka.hpp>
+#include <courier/bridge/detail/wire_nats.hpp>
+// The Redis and AMQP mappings read their client library's structs (only its header is needed:
+// nothing of it is called, so nothing is linked); without the header that branch is left out.
+#if __has_include(<hiredis/hiredis.h>)
+#include <courier/bridge/detail/wire_redis.hpp>
+#define COURIER_FUZZ_BRIDGE_REDIS 1
+#endif
+#if __has_include(<rabbitmq-c/amqp.h>) || __has_include(<amqp.h>)
+#include <courier/bridge/detail/wire_amqp.hpp>
+#define COURIER_FUZZ_BRIDGE_AMQP 1
+#endif
 #include <courier/event/cloudevents.hpp>
 #include <courier/event/envelope_codec.hpp>
 #include <courier/event/event_name.hpp>
@@ -15,12 +27,16 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <iterator>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace courier_fuzz {
@@ -410,9 +426,20 @@ inline void check_saga_journal(std::string_view input) {
 }
 
 // ---------------------------------------------------------------- bridge inbound decoding
-// What a broker delivers reaches the bridge as a wire_message; from_wire decodes it, and what
-// does not decode is dead-lettered by undecodable_record with the raw bytes. Input layout: byte
-// 0 = key length (mod 32), then the key, then the payload.
+// What a broker delivers reaches the bridge through its adapter's mapping (broker data ->
+// wire_message: bridge/detail/wire_<adapter>.hpp), then from_wire decodes it, and what does not
+// decode is dead-lettered by undecodable_record with the raw bytes. Input layout: byte 0 picks
+// the adapter (mod 5: shared, redis, nats, kafka, amqp; an adapter left out of this build reads
+// the rest as `shared`), the rest is that adapter's input, made of bytes, pieces (a length byte,
+// 255 = two more bytes little-endian, then that many bytes) and the rest:
+//   shared: key, event_id, event_type, header count (mod 8) x (name, value), payload = rest
+//   redis:  shape (mod 8: 7 the entry is no array, 6 it has one element, 5 its fields are nil;
+//           bit 3 = delivered before), entry id, element count (mod 17) x (kind: 0-4 string,
+//           5 status, 6 integer, 7 nil; text); the elements are field, value, field, value...
+//   nats:   subject, header count (mod 9) x (name, value count (mod 3) + 1 x value), data = rest
+//   kafka:  topic, key, header count (mod 9) x (name, value), value = rest
+//   amqp:   routing key, flags (bit 0 headers, 1 message-id, 2 type, 3 redelivered), message-id,
+//           type, entry count (mod 9) x (key, kind (mod 19, see amqp_kinds), value), body = rest
 inline std::string base64_decode(std::string_view in) {
     auto val = [](char c) -> int {
         if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -438,20 +465,50 @@ inline std::string base64_decode(std::string_view in) {
     return out;
 }
 
-inline void check_bridge_inbound(std::string_view input) {
-    courier::bridge::inbound_message m;
-    if (!input.empty()) {
-        const std::size_t klen = std::min<std::size_t>(static_cast<unsigned char>(input[0]) % 32, input.size() - 1);
-        m.message.key = std::string(input.substr(1, klen));
-        m.message.payload = std::string(input.substr(1 + klen));
+/// Reads a fuzz input as the pieces of one broker delivery (past the end: zeros and empty pieces).
+class bridge_input {
+public:
+    explicit bridge_input(std::string_view in) noexcept : in_(in) {}
+    unsigned byte() noexcept {
+        if (in_.empty()) return 0;
+        const auto b = static_cast<unsigned char>(in_.front());
+        in_.remove_prefix(1);
+        return b;
     }
-    m.message.topic = "orders";
-    m.message.event_id = m.message.key;  // brokers hand us arbitrary header bytes too
-    m.tag.id = m.message.payload.substr(0, 8);
+    std::uint64_t u64() noexcept {
+        std::uint64_t v = 0;
+        for (int i = 0; i < 8; ++i) v |= std::uint64_t{byte()} << (8 * i);
+        return v;
+    }
+    std::string_view piece() noexcept {
+        std::size_t n = byte();
+        if (n == 255) {
+            n = byte();
+            n |= std::size_t{byte()} << 8;
+        }
+        n = std::min(n, in_.size());
+        const auto p = in_.substr(0, n);
+        in_.remove_prefix(n);
+        return p;
+    }
+    std::string_view rest() noexcept { return std::exchange(in_, std::string_view()); }
+
+private:
+    std::string_view in_;
+};
+
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// Decoding what an adapter made of a delivery: never crashes; errors carry an id and are
+/// printable; what does not decode makes a dead letter that keeps the exact bytes; what does
+/// goes back to the wire and decodes to the same envelope.
+inline void check_wire_inbound(const courier::bridge::inbound_message& m) {
     for (const auto& limits : {courier::decode_limits{}, tight_limits()}) {
         auto e = courier::bridge::detail::from_wire(m.message, limits);
         if (!e) {
             check_error_message(e.error(), "[courier.envelope.");
+            COURIER_FUZZ_CHECK(e.error() == courier::errc::malformed_envelope || is_limit_error(e.error()),
+                               "error code of " + e.error().message);
             // Undecodable: the dead letter keeps the exact bytes and is itself valid JSON.
             const auto d = courier::bridge::detail::undecodable_record(m, "fuzz", "bridge:fuzz", e.error().message,
                                                                        courier::time_point{});
@@ -462,8 +519,12 @@ inline void check_bridge_inbound(std::string_view input) {
                                "raw_base64 does not give back the payload");
             COURIER_FUZZ_CHECK(!back->data.contains("raw") || back->data.at("raw").get<std::string>() == m.message.payload,
                                "raw differs from the payload");
+            COURIER_FUZZ_CHECK(back->data.at("delivery_count").get<std::uint32_t>() == m.delivery_count,
+                               "the delivery count was lost");
             continue;
         }
+        COURIER_FUZZ_CHECK(m.message.payload.size() <= limits.max_bytes, "accepted more than max_bytes");
+        COURIER_FUZZ_CHECK(e->headers.size() <= limits.max_headers + 1, "accepted more than max_headers");  // + the wire key
         COURIER_FUZZ_CHECK(courier::event_name::is_valid(e->event_type), "decoded an invalid event_type");
         if (!m.message.key.empty()) {
             COURIER_FUZZ_CHECK(e->headers.count(std::string(courier::bridge::detail::header_key)) == 1,
@@ -474,6 +535,313 @@ inline void check_bridge_inbound(std::string_view input) {
         auto again = courier::bridge::detail::from_wire(w, generous_limits());
         COURIER_FUZZ_CHECK(again.has_value() && courier::encode(*again) == courier::encode(*e),
                            "to_wire(from_wire(x)) does not round trip");
+    }
+}
+
+/// The fields and headers an adapter must have taken, in order, for the documented rules.
+inline void check_headers_taken(const courier::bridge::wire_message& m, const header_list& expected) {
+    COURIER_FUZZ_CHECK(m.headers == expected, "headers differ from those delivered (" + std::to_string(m.headers.size()) +
+                                                  " vs " + std::to_string(expected.size()) + ")");
+}
+
+inline void check_shared_inbound(bridge_input in) {
+    courier::bridge::inbound_message m;
+    m.message.topic = "orders";
+    m.message.key = std::string(in.piece());
+    m.message.event_id = std::string(in.piece());  // brokers hand us arbitrary header bytes too
+    m.message.event_type = std::string(in.piece());
+    for (unsigned n = in.byte() % 8; n > 0; --n) {
+        std::string name(in.piece());
+        m.message.headers.emplace_back(std::move(name), std::string(in.piece()));
+    }
+    m.message.payload = std::string(in.rest());
+    m.tag.id = m.message.payload.substr(0, 8);
+    check_wire_inbound(m);
+}
+
+#ifdef COURIER_FUZZ_BRIDGE_REDIS
+inline void check_redis_inbound(bridge_input in) {
+    namespace d = courier::bridge::detail;
+    const unsigned shape = in.byte();
+    const std::uint32_t deliveries = (shape & 8) != 0 ? 2 : 1;
+    const std::string id(in.piece());
+    const std::size_t count = in.byte() % 17;
+    // The reply hiredis would hand over, built by hand (texts first: the replies point into them).
+    std::vector<std::string> texts;
+    std::vector<int> kinds;
+    for (std::size_t i = 0; i < count; ++i) {
+        const unsigned k = in.byte() % 8;
+        kinds.push_back(k <= 4 ? REDIS_REPLY_STRING : k == 5 ? REDIS_REPLY_STATUS : k == 6 ? REDIS_REPLY_INTEGER : REDIS_REPLY_NIL);
+        texts.emplace_back(in.piece());
+    }
+    std::vector<redisReply> elements(count);
+    std::vector<redisReply*> element_ptrs(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        redisReply& r = elements[i];
+        r = redisReply{};
+        r.type = kinds[i];
+        if (kinds[i] == REDIS_REPLY_STRING || kinds[i] == REDIS_REPLY_STATUS) {
+            r.str = texts[i].data();
+            r.len = texts[i].size();
+        } else if (kinds[i] == REDIS_REPLY_INTEGER) {
+            r.integer = static_cast<long long>(texts[i].size());
+        }
+        element_ptrs[i] = &r;
+    }
+    std::string id_text = id;
+    redisReply id_reply{}, fields{}, entry{};
+    id_reply.type = REDIS_REPLY_STRING;
+    id_reply.str = id_text.data();
+    id_reply.len = id_text.size();
+    fields.type = shape % 8 == 5 ? REDIS_REPLY_NIL : REDIS_REPLY_ARRAY;
+    if (fields.type == REDIS_REPLY_ARRAY) {
+        fields.elements = count;
+        fields.element = element_ptrs.data();
+    }
+    redisReply* entry_elements[2] = {&id_reply, &fields};
+    entry.type = shape % 8 == 7 ? REDIS_REPLY_STRING : REDIS_REPLY_ARRAY;
+    if (entry.type == REDIS_REPLY_ARRAY) {
+        entry.elements = shape % 8 == 6 ? 1 : 2;
+        entry.element = entry_elements;
+    } else {
+        entry.str = id_text.data();
+        entry.len = id_text.size();
+    }
+
+    courier::bridge::inbound_message m;
+    const auto kind = d::redis_read_entry(&entry, "orders", deliveries, m);
+    if (shape % 8 == 7 || shape % 8 == 6) {
+        COURIER_FUZZ_CHECK(kind == d::redis_entry::malformed, "a malformed entry was read");
+        return;
+    }
+    COURIER_FUZZ_CHECK(m.tag.id == id, "the entry id was lost");
+    if (shape % 8 == 5) {
+        COURIER_FUZZ_CHECK(kind == d::redis_entry::deleted, "a deleted entry (nil fields) was not reported for XACK");
+        return;
+    }
+    COURIER_FUZZ_CHECK(kind == d::redis_entry::message, "an entry was not read as a message");
+    COURIER_FUZZ_CHECK(m.message.topic == "orders" && m.delivery_count == deliveries, "topic or delivery count lost");
+    // The fields courier writes fill the message (the last one wins); any other is a header.
+    std::string envelope, event_type, event_id, key;
+    bool has_envelope = false, all_utf8 = true;
+    header_list others;
+    nlohmann::json as_object = nlohmann::json::object();
+    for (std::size_t f = 0; f + 1 < count; f += 2) {
+        const std::string name = elements[f].str ? texts[f] : std::string();
+        const std::string value = elements[f + 1].str ? texts[f + 1] : std::string();
+        if (name == "envelope") {
+            envelope = value;
+            has_envelope = true;
+        } else if (name == "event_type") {
+            event_type = value;
+        } else if (name == "event_id") {
+            event_id = value;
+        } else if (name == "key") {
+            key = value;
+        } else {
+            others.emplace_back(name, value);
+        }
+        all_utf8 = all_utf8 && d::valid_utf8(name) && d::valid_utf8(value);
+        if (all_utf8) as_object[name] = value;
+    }
+    COURIER_FUZZ_CHECK(m.message.event_type == event_type && m.message.event_id == event_id && m.message.key == key,
+                       "event_type, event_id or key differ from the entry's fields");
+    check_headers_taken(m.message, others);
+    if (has_envelope) {
+        COURIER_FUZZ_CHECK(m.message.payload == envelope, "the envelope field was not taken as the payload");
+    } else {
+        // Another tool's entry: all of its fields as a JSON object (when they are text), which
+        // is never an envelope.
+        if (all_utf8) {
+            auto parsed = nlohmann::json::parse(m.message.payload, nullptr, false);
+            COURIER_FUZZ_CHECK(!parsed.is_discarded() && parsed == as_object,
+                               "the fields of a foreign entry are not a JSON object of them: " + m.message.payload);
+        }
+        COURIER_FUZZ_CHECK(!d::from_wire(m.message, generous_limits()).has_value(), "a foreign entry decoded as an envelope");
+    }
+    check_wire_inbound(m);
+}
+#endif
+
+inline void check_nats_inbound(bridge_input in) {
+    const std::string subject(in.piece());
+    header_list delivered;
+    for (unsigned n = in.byte() % 9; n > 0; --n) {
+        const std::string name(in.piece());
+        for (unsigned v = in.byte() % 3 + 1; v > 0; --v) delivered.emplace_back(name, std::string(in.piece()));
+    }
+    const std::string data(in.rest());
+    auto m = courier::bridge::detail::nats_read_message(subject, data, [&](auto&& visit) {
+        for (const auto& [k, v] : delivered) visit(std::string_view(k), std::string_view(v));
+    });
+    COURIER_FUZZ_CHECK(m.message.topic == subject && m.message.payload == data, "subject or data lost");
+    std::string event_id, event_type, key;
+    header_list kept;
+    for (const auto& [k, v] : delivered) {
+        if (k == "Nats-Msg-Id") {
+            if (event_id.empty()) event_id = v;
+            continue;
+        }
+        if (k == "courier-event-id") event_id = v;
+        else if (k == "courier-event-type") event_type = v;
+        else if (k == "courier-key") key = v;
+        kept.emplace_back(k, v);
+    }
+    COURIER_FUZZ_CHECK(m.message.event_id == event_id && m.message.event_type == event_type && m.message.key == key,
+                       "event_id, event_type or key differ from the headers");
+    check_headers_taken(m.message, kept);
+    check_wire_inbound(m);
+}
+
+inline void check_kafka_inbound(bridge_input in) {
+    const std::string topic(in.piece());
+    const std::string record_key(in.piece());
+    header_list delivered;
+    for (unsigned n = in.byte() % 9; n > 0; --n) {
+        std::string name(in.piece());
+        delivered.emplace_back(std::move(name), std::string(in.piece()));
+    }
+    const std::string value(in.rest());
+    auto m = courier::bridge::detail::kafka_read_record(topic, record_key, value, [&](auto&& visit) {
+        for (const auto& [k, v] : delivered) visit(std::string_view(k), std::string_view(v));
+    });
+    COURIER_FUZZ_CHECK(m.message.topic == topic && m.message.payload == value, "topic or value lost");
+    std::string event_id, event_type, key = record_key;
+    for (const auto& [k, v] : delivered) {
+        if (k == "courier-event-id") event_id = v;
+        else if (k == "courier-event-type") event_type = v;
+        else if (k == "courier-key" && key.empty()) key = v;
+    }
+    COURIER_FUZZ_CHECK(m.message.event_id == event_id && m.message.event_type == event_type && m.message.key == key,
+                       "event_id, event_type or key differ from the record");
+    check_headers_taken(m.message, delivered);  // every header is kept
+    check_wire_inbound(m);
+}
+
+#ifdef COURIER_FUZZ_BRIDGE_AMQP
+/// The field kinds an AMQP header value can have, and one that is none of them (0).
+inline constexpr std::uint8_t amqp_kinds[] = {
+    AMQP_FIELD_KIND_BOOLEAN, AMQP_FIELD_KIND_I8,   AMQP_FIELD_KIND_U8,      AMQP_FIELD_KIND_I16,   AMQP_FIELD_KIND_U16,
+    AMQP_FIELD_KIND_I32,     AMQP_FIELD_KIND_U32,  AMQP_FIELD_KIND_I64,     AMQP_FIELD_KIND_U64,   AMQP_FIELD_KIND_F32,
+    AMQP_FIELD_KIND_F64,     AMQP_FIELD_KIND_DECIMAL, AMQP_FIELD_KIND_UTF8, AMQP_FIELD_KIND_ARRAY, AMQP_FIELD_KIND_TIMESTAMP,
+    AMQP_FIELD_KIND_TABLE,   AMQP_FIELD_KIND_VOID, AMQP_FIELD_KIND_BYTES,   0,
+};
+
+inline void check_amqp_inbound(bridge_input in) {
+    namespace d = courier::bridge::detail;
+    const auto bytes_of = [](std::string& s) {
+        amqp_bytes_t b;
+        b.len = s.size();
+        b.bytes = s.data();
+        return b;
+    };
+    std::string routing_key(in.piece());
+    const unsigned flags = in.byte();
+    std::string message_id(in.piece()), type(in.piece());
+    const std::size_t count = in.byte() % 9;
+    // The properties rabbitmq-c would decode, built by hand (texts first: the entries point into them).
+    std::vector<std::string> keys, texts;
+    keys.reserve(count);
+    texts.reserve(count);
+    std::vector<amqp_table_entry_t> entries(count);
+    for (std::size_t i = 0; i < count; ++i) {
+        keys.emplace_back(in.piece());
+        amqp_table_entry_t& e = entries[i];
+        std::memset(&e, 0, sizeof e);
+        e.key = bytes_of(keys.back());
+        e.value.kind = amqp_kinds[in.byte() % std::size(amqp_kinds)];
+        switch (e.value.kind) {
+        case AMQP_FIELD_KIND_UTF8:
+        case AMQP_FIELD_KIND_BYTES:
+            texts.emplace_back(in.piece());
+            e.value.value.bytes = bytes_of(texts.back());
+            break;
+        case AMQP_FIELD_KIND_BOOLEAN: e.value.value.boolean = static_cast<amqp_boolean_t>(in.byte() & 1); break;
+        case AMQP_FIELD_KIND_DECIMAL:
+            e.value.value.decimal.decimals = static_cast<std::uint8_t>(in.byte());
+            e.value.value.decimal.value = static_cast<std::uint32_t>(in.u64());
+            break;
+        case AMQP_FIELD_KIND_ARRAY:
+        case AMQP_FIELD_KIND_TABLE:
+        case AMQP_FIELD_KIND_VOID:
+        case 0: break;  // empty: nested tables are not read
+        default: {
+            // Numbers: the union's bytes (each integer and float member reads its own prefix).
+            const std::uint64_t v = in.u64();
+            std::memcpy(&e.value.value, &v, sizeof v);
+        }
+        }
+    }
+    amqp_basic_properties_t p;
+    std::memset(&p, 0, sizeof p);
+    if ((flags & 1) != 0) {
+        p._flags |= AMQP_BASIC_HEADERS_FLAG;
+        p.headers.num_entries = static_cast<int>(count);
+        p.headers.entries = entries.empty() ? nullptr : entries.data();
+    }
+    if ((flags & 2) != 0) {
+        p._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        p.message_id = bytes_of(message_id);
+    }
+    if ((flags & 4) != 0) {
+        p._flags |= AMQP_BASIC_TYPE_FLAG;
+        p.type = bytes_of(type);
+    }
+    std::string body(in.rest());
+    courier::bridge::inbound_message m;
+    m.message.topic = routing_key;
+    const std::uint32_t flagged = (flags & 8) != 0 ? 2 : 1;
+    m.delivery_count = flagged;
+    d::amqp_read_delivery(p, bytes_of(body), m);
+
+    COURIER_FUZZ_CHECK(m.message.payload == body, "the body was lost");
+    std::uint64_t count_expected = flagged;
+    std::string event_id, event_type, key;
+    header_list kept;
+    if ((flags & 1) != 0) {
+        for (std::size_t i = 0; i < count; ++i) {
+            const auto& e = entries[i];
+            if (keys[i] == "x-delivery-count") {
+                const auto n = d::amqp_field_int(e.value);
+                if (n >= 0) {
+                    // n + 1 in 64 bits is safe here: n < 2^63 - 1 or it is saturated below
+                    const std::uint64_t next = std::min<std::uint64_t>(static_cast<std::uint64_t>(n) + 1, 0xFFFFFFFFu);
+                    count_expected = std::max(count_expected, next);
+                }
+                continue;
+            }
+            if (keys[i] == "x-death") continue;
+            const std::string value = d::amqp_field_text(e.value);
+            if (keys[i] == "courier-event-id") event_id = value;
+            else if (keys[i] == "courier-event-type") event_type = value;
+            else if (keys[i] == "courier-key") key = value;
+            kept.emplace_back(keys[i], value);
+        }
+    }
+    if (event_id.empty() && (flags & 2) != 0) event_id = message_id;
+    if (event_type.empty() && (flags & 4) != 0) event_type = type;
+    COURIER_FUZZ_CHECK(m.delivery_count >= 1 && m.delivery_count >= flagged, "a delivery count below the redelivered flag");
+    COURIER_FUZZ_CHECK(m.delivery_count == count_expected,
+                       "delivery count " + std::to_string(m.delivery_count) + ", expected " + std::to_string(count_expected));
+    COURIER_FUZZ_CHECK(m.message.event_id == event_id && m.message.event_type == event_type && m.message.key == key,
+                       "event_id, event_type or key differ from the properties");
+    check_headers_taken(m.message, kept);
+    check_wire_inbound(m);
+}
+#endif
+
+inline void check_bridge_inbound(std::string_view input) {
+    bridge_input in(input);
+    switch (in.byte() % 5) {
+#ifdef COURIER_FUZZ_BRIDGE_REDIS
+    case 1: return check_redis_inbound(in);
+#endif
+    case 2: return check_nats_inbound(in);
+    case 3: return check_kafka_inbound(in);
+#ifdef COURIER_FUZZ_BRIDGE_AMQP
+    case 4: return check_amqp_inbound(in);
+#endif
+    default: return check_shared_inbound(in);
     }
 }
 

@@ -29,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -215,11 +216,16 @@ public:
         amqp_queue_delete(conn_, 1, amqp_cstring_bytes(name.c_str()), 0, 0);
         check(amqp_get_rpc_reply(conn_), "queue.delete " + name);
     }
-    void publish(const std::string& exchange, const std::string& key, const std::string& body, const std::string& message_id) {
+    void publish(const std::string& exchange, const std::string& key, const std::string& body, const std::string& message_id,
+                 const amqp_table_t& headers = amqp_empty_table) {
         amqp_basic_properties_t p{};
         p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
         p.content_type = amqp_cstring_bytes("application/json");
         p.message_id = amqp_cstring_bytes(message_id.c_str());
+        if (headers.num_entries > 0) {
+            p._flags |= AMQP_BASIC_HEADERS_FLAG;
+            p.headers = headers;
+        }
         amqp_bytes_t b;
         b.len = body.size();
         b.bytes = const_cast<char*>(body.data());
@@ -468,6 +474,75 @@ TEST_CASE("amqp delivery keeps payload and envelope metadata as AMQP properties 
     CHECK(m->headers["courier-event-id"] == env.event_id.to_string());
     CHECK(nlohmann::json::parse(m->body).at("data").at("n") == 42);
     raw.delete_queue(q);
+}
+
+TEST_CASE("amqp delivery reads a hostile x-delivery-count saturated, never below the redelivered flag", "[bridge][amqp]") {
+    // No broker: the mapping from a delivery's properties is a pure function (detail/wire_amqp.hpp).
+    const std::string key = "x-delivery-count", body = "{}";
+    auto count_of = [&](amqp_field_value_t value, std::uint32_t flagged) {
+        amqp_table_entry_t entry{};
+        entry.key = cb::detail::amqp_view(key);
+        entry.value = value;
+        amqp_basic_properties_t p{};
+        p._flags = AMQP_BASIC_HEADERS_FLAG;
+        p.headers.num_entries = 1;
+        p.headers.entries = &entry;
+        cb::inbound_message in;
+        in.delivery_count = flagged;
+        cb::detail::amqp_read_delivery(p, cb::detail::amqp_view(body), in);
+        CHECK(in.message.headers.empty());  // the count is not a header of the message
+        return in.delivery_count;
+    };
+    auto i64 = [](std::int64_t v) {
+        amqp_field_value_t f{};
+        f.kind = AMQP_FIELD_KIND_I64;
+        f.value.i64 = v;
+        return f;
+    };
+    amqp_field_value_t u32{}, u64{}, text{};
+    u32.kind = AMQP_FIELD_KIND_U32;
+    u32.value.u32 = 0xFFFFFFFFu;
+    u64.kind = AMQP_FIELD_KIND_U64;
+    u64.value.u64 = ~std::uint64_t{0};
+    text.kind = AMQP_FIELD_KIND_UTF8;
+    text.value.bytes = cb::detail::amqp_view("7");
+    constexpr std::uint32_t most = 0xFFFFFFFFu;
+    CHECK(count_of(i64(3), 1) == 4);
+    CHECK(count_of(i64(0), 1) == 1);
+    CHECK(count_of(i64(0), 2) == 2);  // a header cannot hide the redelivery the broker flagged
+    CHECK(count_of(i64(-5), 2) == 2);  // negative: ignored
+    CHECK(count_of(i64(std::numeric_limits<std::int64_t>::max()), 1) == most);  // was a signed overflow
+    CHECK(count_of(i64(most - 1), 1) == most);
+    CHECK(count_of(i64(std::int64_t{most}), 1) == most);  // wrapped to 0
+    CHECK(count_of(i64(std::int64_t{most} + 4), 1) == most);  // wrapped to 4
+    CHECK(count_of(u32, 1) == most);
+    CHECK(count_of(u64, 1) == most);  // read as -1 (ignored) before
+    CHECK(count_of(text, 2) == 2);  // not a number: ignored
+}
+
+TEST_CASE("amqp delivery with a forged x-delivery-count of INT64_MAX arrives with a saturated count", "[bridge][amqp]") {
+    auto& server = rabbit_server::shared();
+    cb::amqp_transport sub(options_for(server.port()));
+    REQUIRE(sub.connect(5s));
+    const auto topic = unique("forged_count");
+    const cb::ingest_spec spec{.topic = topic, .group = "readers", .consumer = "r1"};
+    REQUIRE(sub.subscribe(spec));
+    const auto env = courier::make_envelope(conformance::item{1, "", "forged"}, courier::system_clock::instance().now());
+    cb::detail::amqp_table_builder headers;
+    headers.integer("x-delivery-count", std::numeric_limits<std::int64_t>::max());
+    headers.text("tenant", "acme");
+    raw_amqp raw(server.port());
+    raw.publish("courier", topic, courier::encode(env), env.event_id.to_string(), headers.get());
+    collector c;
+    REQUIRE(c.drive(sub, [&] { return !c.messages.empty(); }));
+    const auto& in = c.messages.front();
+    CHECK(in.delivery_count == 0xFFFFFFFFu);
+    CHECK(header(in.message, "tenant") == "acme");
+    CHECK(in.message.event_id == env.event_id.to_string());  // from message-id
+    auto back = cb::detail::from_wire(in.message, {});
+    REQUIRE(back);
+    CHECK(back->event_id == env.event_id);
+    CHECK(sub.ack(spec, in.tag));
 }
 
 TEST_CASE("amqp group queue: competing consumers, acked ones gone, unacked ones redelivered flagged after a consumer leaves", "[bridge][amqp]") {

@@ -105,8 +105,10 @@ struct side {
     courier::runtime rt;
     std::unique_ptr<br::broker_bridge> bridge;
     side(const broker_env& env, const std::string& name, std::string producer)
+        : side(env, std::move(producer), fast_options(name)) {}
+    side(const broker_env& env, std::string producer, br::bridge_options options)
         : rt(courier::runtime_options{.threads = 2, .producer = std::move(producer)}),
-          bridge(std::make_unique<br::broker_bridge>(rt.bus(), env.make_transport(), fast_options(name))) {}
+          bridge(std::make_unique<br::broker_bridge>(rt.bus(), env.make_transport(), std::move(options))) {}
     ~side() { bridge.reset(); }  // before the runtime
 };
 
@@ -350,6 +352,103 @@ inline void poison(const env_factory& factory) {
     CHECK(raws.count(br::detail::base64(binary)) == 1);
 }
 
+inline void inbound_limits(const env_factory& factory) {
+    auto env = factory(false);
+    const auto topic = fresh_topic(env, "limits");
+    // Tight limits on the receiving bridge. The message at them is exactly max_bytes long, nests
+    // exactly max_depth deep and carries exactly max_headers headers; each of the others is one
+    // past one limit and at the other two.
+    constexpr std::size_t max_bytes = 1200, max_depth = 6, max_headers = 4;
+    auto options = fast_options("b");
+    options.limits = courier::decode_limits{.max_bytes = max_bytes, .max_depth = max_depth, .max_headers = max_headers};
+    side b(env, "service-b", options);
+    const auto now = courier::system_clock::instance().now();
+    // The envelope is depth 1, `data` 2, and each array in data.pad one more.
+    auto make = [&](std::uint64_t n, std::size_t depth, std::size_t headers, std::size_t bytes) {
+        courier::envelope e = make_item(n, "", now);
+        nlohmann::json pad = 0;
+        for (std::size_t i = 2; i < depth; ++i) pad = nlohmann::json::array({std::move(pad)});
+        e.data["pad"] = std::move(pad);
+        for (std::size_t i = 0; i < headers; ++i) e.headers["h" + std::to_string(i)] = "v";
+        const std::size_t size = courier::encode(e).size();
+        REQUIRE(size <= bytes);
+        e.data["note"] = e.data["note"].get<std::string>() + std::string(bytes - size, 'x');
+        REQUIRE(courier::encode(e).size() == bytes);
+        return br::detail::to_wire(e, topic);
+    };
+    const br::wire_message at_limit = make(1, max_depth, max_headers, max_bytes);
+    const std::map<std::string, br::wire_message> past{
+        {"courier.envelope.too_large", make(2, max_depth, max_headers, max_bytes + 1)},
+        {"courier.envelope.too_deep", make(3, max_depth + 1, max_headers, max_bytes)},
+        {"courier.envelope.too_many_headers", make(4, max_depth, max_headers + 1, max_bytes)},
+    };
+
+    std::mutex m;
+    std::vector<item> typed;
+    std::atomic<int> any{0};
+    auto sub_typed = b.rt.bus().subscribe<item>([&](const item& v) {
+        std::lock_guard lock(m);
+        typed.push_back(v);
+    });
+    auto sub_all = b.rt.bus().subscribe(courier::topic_pattern("conformance.#"), [&](const courier::message_context&) { any.fetch_add(1); });
+    REQUIRE(b.bridge->ingest({.topic = topic, .group = "g", .consumer = "b1"}));
+    REQUIRE(b.bridge->wait_until_ready(10s));
+
+    auto raw = env.make_transport();
+    REQUIRE(raw->connect(5s));
+    std::uint64_t seq = 0;
+    REQUIRE(raw->publish(++seq, past.at("courier.envelope.too_large")));
+    REQUIRE(raw->publish(++seq, at_limit));
+    REQUIRE(raw->publish(++seq, past.at("courier.envelope.too_deep")));
+    REQUIRE(raw->publish(++seq, past.at("courier.envelope.too_many_headers")));
+    std::size_t confirmed = 0;
+    REQUIRE(wait_until([&] {
+        REQUIRE(raw->poll(10ms, 16, [&](br::publish_confirm c) { confirmed += c.outcome ? 1 : 0; }, [](br::inbound_message) {}));
+        return confirmed == 4;
+    }));
+    REQUIRE(wait_until([&] {
+        std::lock_guard lock(m);
+        return typed.size() == 1 && b.bridge->stats().acked == 4;
+    }));
+    std::this_thread::sleep_for(env.redelivery_after + 300ms);  // nothing comes back, nothing more arrives
+    {
+        std::lock_guard lock(m);
+        REQUIRE(typed.size() == 1);
+        CHECK(typed.front().n == 1);
+        CHECK(typed.front().note.size() > 100);  // the padded note: the message whole
+    }
+    CHECK(any.load() == 1);
+    const auto s = b.bridge->stats();
+    CHECK(s.ingested == 1);
+    CHECK(s.dead_lettered == 3);
+    CHECK(s.duplicates == 0);
+    CHECK(s.acked == 4);
+    auto dls = b.rt.bus().dead_letters().list();
+    REQUIRE(dls.size() == 3);
+    std::set<std::string> reasons;
+    for (auto& d : dls) {
+        CHECK(d.reason == courier::dead_letter_reason::undecodable);
+        CHECK(d.message.event_type == "courier.bridge.undecodable.v1");
+        CHECK(d.subscription == "bridge:b:ingest:" + topic);
+        REQUIRE(d.errors.size() == 1);
+        const std::string& error = d.errors.front().error;
+        REQUIRE(error.size() > 2);
+        const std::string id = error.substr(1, error.find(']') - 1);
+        reasons.insert(id);
+        INFO(error);
+        REQUIRE(past.count(id) == 1);
+        CHECK(error.find(id == "courier.envelope.too_large" ? "max_bytes = 1200"
+                         : id == "courier.envelope.too_deep" ? "max_depth = 6"
+                                                             : "max_headers = 4") != std::string::npos);
+        // The exact bytes are kept, and (being UTF-8) as text too.
+        const std::string& bytes = past.at(id).payload;
+        CHECK(d.message.data.at("raw_base64").get<std::string>() == br::detail::base64(bytes));
+        CHECK(d.message.data.at("raw").get<std::string>() == bytes);
+        CHECK(d.message.data.at("reason").get<std::string>() == error);
+    }
+    CHECK(reasons.size() == 3);
+}
+
 inline void broker_restart(const env_factory& factory) {
     auto env = factory(true);
     if (!env.stop_broker || !env.start_broker) {
@@ -438,6 +537,10 @@ inline void broker_restart(const env_factory& factory) {
     }                                                                                                                    \
     TEST_CASE(NAME " bridge dead-letters poison input with its raw bytes and acks it", "[bridge][conformance]" TAG) {    \
         conformance::poison(FACTORY);                                                                                    \
+    }                                                                                                                    \
+    TEST_CASE(NAME " bridge dead-letters inbound messages one past each limit and delivers the one at them",            \
+              "[bridge][conformance]" TAG) {                                                                             \
+        conformance::inbound_limits(FACTORY);                                                                            \
     }                                                                                                                    \
     TEST_CASE(NAME " bridge delivers every message exactly once across a broker restart", "[bridge][conformance]" TAG) { \
         conformance::broker_restart(FACTORY);                                                                            \

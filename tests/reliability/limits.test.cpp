@@ -1,7 +1,8 @@
 // Inbound limits: every bound on untrusted bytes (envelope and CloudEvents size, JSON nesting
 // depth, header count, name and pattern length) accepts input exactly at the limit and rejects
 // input one past it with errc::limit_exceeded and a stable id, for the default limits and for
-// configured ones.
+// configured ones; the bridge's inbound decode (bridge_options::limits) included.
+#include <courier/bridge/detail/wire.hpp>
 #include <courier/event/cloudevents.hpp>
 #include <courier/event/envelope_codec.hpp>
 #include <courier/event/event_name.hpp>
@@ -48,6 +49,15 @@ const codec codecs[] = {
      [](std::string_view s, const decode_limits& l) { return courier::decode(s, l); }},
     {"CloudEvents", "courier.cloudevent", [](const envelope& e) { return courier::to_cloudevent(e); },
      [](std::string_view s, const decode_limits& l) { return courier::from_cloudevent(s, l); }},
+    // What a broker delivers to a bridge, read as the bridge reads it (the canonical layout by
+    // its fast reader, anything else by decode) with bridge_options::limits.
+    {"bridge", "courier.envelope", [](const envelope& e) { return courier::encode(e); },
+     [](std::string_view s, const decode_limits& l) {
+         courier::bridge::wire_message w;
+         w.topic = "orders";
+         w.payload.assign(s);
+         return courier::bridge::detail::from_wire(w, l);
+     }},
 };
 
 void require_limit_error(const courier::result<envelope>& r, const std::string& id, const std::string& says) {

@@ -5,6 +5,7 @@
 // Link courier::bridge_amqp; the core library never includes this header.
 #pragma once
 
+#include <courier/bridge/detail/wire_amqp.hpp>
 #include <courier/bridge/registry.hpp>
 #include <courier/bridge/transport.hpp>
 #include <courier/bridge/url.hpp>
@@ -12,13 +13,11 @@
 #include <courier/core/config.hpp>
 #include <courier/core/result.hpp>
 
-// Debian's librabbitmq-dev 0.11 installs its headers at the top level (<amqp.h>); 0.12+ moved
-// them to <rabbitmq-c/amqp.h>.
-#if __has_include(<rabbitmq-c/amqp.h>)
-#include <rabbitmq-c/amqp.h>
+// <amqp.h> comes with detail/wire_amqp.hpp (Debian's librabbitmq-dev 0.11 installs its headers
+// at the top level; 0.12+ moved them to <rabbitmq-c/>).
+#if __has_include(<rabbitmq-c/tcp_socket.h>)
 #include <rabbitmq-c/tcp_socket.h>
 #else
-#include <amqp.h>
 #include <amqp_tcp_socket.h>
 #endif
 
@@ -136,10 +135,6 @@ inline result<void> amqp_check_binding(std::string_view pattern) {
 
 namespace detail {
 
-inline std::string amqp_text(amqp_bytes_t b) {
-    return b.bytes == nullptr ? std::string() : std::string(static_cast<const char*>(b.bytes), b.len);
-}
-
 inline amqp_bytes_t amqp_view(std::string_view s) noexcept {
     amqp_bytes_t b;
     b.len = s.size();
@@ -153,46 +148,6 @@ inline timeval amqp_timeval(duration d) noexcept {
     tv.tv_sec = static_cast<time_t>(us / 1'000'000);
     tv.tv_usec = static_cast<suseconds_t>(us % 1'000'000);
     return tv;
-}
-
-/// A field value as text (header values courier did not write itself may be numbers, booleans...).
-inline std::string amqp_field_text(const amqp_field_value_t& v) {
-    switch (v.kind) {
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: return amqp_text(v.value.bytes);
-    case AMQP_FIELD_KIND_BOOLEAN: return v.value.boolean ? "true" : "false";
-    case AMQP_FIELD_KIND_I8: return std::to_string(v.value.i8);
-    case AMQP_FIELD_KIND_U8: return std::to_string(v.value.u8);
-    case AMQP_FIELD_KIND_I16: return std::to_string(v.value.i16);
-    case AMQP_FIELD_KIND_U16: return std::to_string(v.value.u16);
-    case AMQP_FIELD_KIND_I32: return std::to_string(v.value.i32);
-    case AMQP_FIELD_KIND_U32: return std::to_string(v.value.u32);
-    case AMQP_FIELD_KIND_I64: return std::to_string(v.value.i64);
-    case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP: return std::to_string(v.value.u64);
-    case AMQP_FIELD_KIND_F32: return std::to_string(v.value.f32);
-    case AMQP_FIELD_KIND_F64: return std::to_string(v.value.f64);
-    case AMQP_FIELD_KIND_VOID: return {};
-    case AMQP_FIELD_KIND_DECIMAL:
-    case AMQP_FIELD_KIND_ARRAY:
-    case AMQP_FIELD_KIND_TABLE: return "(structured)";  // x-death and friends: not envelope metadata
-    }
-    return {};
-}
-
-/// Integer value of a numeric field (x-delivery-count), or -1.
-inline std::int64_t amqp_field_int(const amqp_field_value_t& v) noexcept {
-    switch (v.kind) {
-    case AMQP_FIELD_KIND_I8: return v.value.i8;
-    case AMQP_FIELD_KIND_U8: return v.value.u8;
-    case AMQP_FIELD_KIND_I16: return v.value.i16;
-    case AMQP_FIELD_KIND_U16: return v.value.u16;
-    case AMQP_FIELD_KIND_I32: return v.value.i32;
-    case AMQP_FIELD_KIND_U32: return v.value.u32;
-    case AMQP_FIELD_KIND_I64: return v.value.i64;
-    case AMQP_FIELD_KIND_U64: return static_cast<std::int64_t>(v.value.u64);
-    default: return -1;
-    }
 }
 
 /// Builds an AMQP field table whose keys and string values point into strings that outlive it.
@@ -721,7 +676,7 @@ private:
             amqp_message_t msg;
             const amqp_rpc_reply_t r = amqp_read_message(conn_, frame.channel, &msg, 0);
             if (r.reply_type != AMQP_RESPONSE_NORMAL) return lost("reading a delivery: " + detail::amqp_reply_text(r));
-            copy_message(msg, in);
+            detail::amqp_read_delivery(msg.properties, msg.body, in);
             amqp_destroy_message(&msg);
             unsettled_.insert(in.tag.number);
             ++stats_.delivered;
@@ -760,31 +715,6 @@ private:
             return {};
         default: return {};  // e.g. a late basic.cancel-ok: nothing to do
         }
-    }
-
-    void copy_message(const amqp_message_t& msg, inbound_message& in) const {
-        auto& m = in.message;
-        m.payload = detail::amqp_text(msg.body);
-        const amqp_basic_properties_t& p = msg.properties;
-        if ((p._flags & AMQP_BASIC_HEADERS_FLAG) != 0) {
-            for (int i = 0; i < p.headers.num_entries; ++i) {
-                const amqp_table_entry_t& e = p.headers.entries[i];
-                std::string key = detail::amqp_text(e.key);
-                if (key == "x-delivery-count") {  // quorum queues count deliveries themselves
-                    if (auto n = detail::amqp_field_int(e.value); n >= 0) in.delivery_count = static_cast<std::uint32_t>(n + 1);
-                    continue;
-                }
-                if (key == "x-death") continue;  // the broker's dead-lettering history: a nested table
-                std::string value = detail::amqp_field_text(e.value);
-                if (key == "courier-event-id") m.event_id = value;
-                else if (key == "courier-event-type") m.event_type = value;
-                else if (key == "courier-key") m.key = value;
-                m.headers.emplace_back(std::move(key), std::move(value));
-            }
-        }
-        // A message published by another AMQP client may carry only the standard properties.
-        if (m.event_id.empty() && (p._flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0) m.event_id = detail::amqp_text(p.message_id);
-        if (m.event_type.empty() && (p._flags & AMQP_BASIC_TYPE_FLAG) != 0) m.event_type = detail::amqp_text(p.type);
     }
 
     void settle_publishes(std::uint64_t tag, bool multiple, result<void> outcome, const std::function<void(publish_confirm)>& on_confirm) {

@@ -4,6 +4,7 @@
 // acked offsets). Link courier::bridge_kafka; the core library never includes this header.
 #pragma once
 
+#include <courier/bridge/detail/wire_kafka.hpp>
 #include <courier/bridge/registry.hpp>
 #include <courier/bridge/transport.hpp>
 #include <courier/bridge/url.hpp>
@@ -584,25 +585,19 @@ private:
             rd_kafka_message_destroy(msg);
             return false;
         }
-        inbound_message in;
+        const char* topic = rd_kafka_topic_name(msg->rkt);
+        inbound_message in = detail::kafka_read_record(
+            topic != nullptr ? std::string_view(topic) : std::string_view(), detail::kafka_bytes(msg->key, msg->key_len),
+            detail::kafka_bytes(msg->payload, msg->len), [msg](auto&& visit) {
+                rd_kafka_headers_t* hdrs = nullptr;
+                if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || hdrs == nullptr) return;
+                const char* name = nullptr;
+                const void* value = nullptr;
+                size_t size = 0;
+                for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i)
+                    visit(name != nullptr ? std::string_view(name) : std::string_view(), detail::kafka_bytes(value, size));
+            });
         auto& m = in.message;
-        m.topic = rd_kafka_topic_name(msg->rkt);
-        if (msg->key != nullptr) m.key.assign(static_cast<const char*>(msg->key), msg->key_len);
-        if (msg->payload != nullptr) m.payload.assign(static_cast<const char*>(msg->payload), msg->len);
-        rd_kafka_headers_t* hdrs = nullptr;
-        if (rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != nullptr) {
-            const char* name = nullptr;
-            const void* value = nullptr;
-            size_t size = 0;
-            for (size_t i = 0; rd_kafka_header_get_all(hdrs, i, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR; ++i) {
-                const std::string_view v = value != nullptr ? std::string_view(static_cast<const char*>(value), size) : std::string_view();
-                const std::string_view k = name;
-                if (k == "courier-event-id") m.event_id.assign(v);
-                else if (k == "courier-event-type") m.event_type.assign(v);
-                else if (k == "courier-key" && m.key.empty()) m.key.assign(v);
-                m.headers.emplace_back(std::string(k), std::string(v));
-            }
-        }
         in.tag.id = m.topic;
         in.tag.partition = msg->partition;
         in.tag.number = static_cast<std::uint64_t>(msg->offset);

@@ -4,6 +4,7 @@
 // Link courier::bridge_nats; the core library never includes this header.
 #pragma once
 
+#include <courier/bridge/detail/wire_nats.hpp>
 #include <courier/bridge/registry.hpp>
 #include <courier/bridge/transport.hpp>
 #include <courier/bridge/url.hpp>
@@ -211,36 +212,25 @@ inline std::int64_t nats_millis(duration d) {
     return std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
 }
 
-/// Copies a cnats message into courier's wire form (headers included).
+/// Copies a cnats message into courier's wire form (headers included; see nats_read_message).
 inline inbound_message nats_copy(natsMsg* msg) {
-    inbound_message in;
-    auto& m = in.message;
-    m.topic = natsMsg_GetSubject(msg);
-    if (const char* data = natsMsg_GetData(msg); data != nullptr) m.payload.assign(data, static_cast<std::size_t>(natsMsg_GetDataLength(msg)));
-    const char** keys = nullptr;
-    int nkeys = 0;
-    if (natsMsgHeader_Keys(msg, &keys, &nkeys) == NATS_OK) {
+    const char* subject = natsMsg_GetSubject(msg);
+    const char* data = natsMsg_GetData(msg);
+    const std::string_view payload =
+        data != nullptr ? std::string_view(data, static_cast<std::size_t>(natsMsg_GetDataLength(msg))) : std::string_view();
+    return nats_read_message(subject != nullptr ? std::string_view(subject) : std::string_view(), payload, [msg](auto&& visit) {
+        const char** keys = nullptr;
+        int nkeys = 0;
+        if (natsMsgHeader_Keys(msg, &keys, &nkeys) != NATS_OK) return;
         for (int i = 0; i < nkeys; ++i) {
             const char** values = nullptr;
             int nvalues = 0;
             if (natsMsgHeader_Values(msg, keys[i], &values, &nvalues) != NATS_OK) continue;
-            for (int j = 0; j < nvalues; ++j) {
-                std::string_view k = keys[i];
-                std::string_view v = values[j];
-                if (k == "Nats-Msg-Id") {
-                    if (m.event_id.empty()) m.event_id = v;
-                    continue;
-                }
-                if (k == "courier-event-id") m.event_id = v;
-                else if (k == "courier-event-type") m.event_type = v;
-                else if (k == "courier-key") m.key = v;
-                m.headers.emplace_back(k, v);
-            }
+            for (int j = 0; j < nvalues; ++j) visit(std::string_view(keys[i]), std::string_view(values[j]));
             std::free(static_cast<void*>(values));
         }
         std::free(static_cast<void*>(keys));
-    }
-    return in;
+    });
 }
 
 inline void nats_on_message(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
@@ -257,7 +247,9 @@ inline void nats_on_message(natsConnection*, natsSubscription*, natsMsg* msg, vo
         // JetStream: the reply subject is the ack subject; the stream sequence names the message.
         in.tag.id = reply;
         in.tag.number = meta->Sequence.Stream;
-        in.delivery_count = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, meta->NumDelivered));
+        // Saturated: the count comes from the reply subject, which a core NATS publisher can forge
+        // (2^32 must not wrap to 0).
+        in.delivery_count = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(meta->NumDelivered, 1, UINT32_MAX));
         jsMsgMetaData_Destroy(meta);
     } else if (reply != nullptr && *reply != '\0') {
         // Core NATS request: answering means publishing to this subject.

@@ -6,6 +6,7 @@
 // shows readable JSON. Link courier::bridge_redis.
 #pragma once
 
+#include <courier/bridge/detail/wire_redis.hpp>
 #include <courier/bridge/registry.hpp>
 #include <courier/bridge/transport.hpp>
 #include <courier/bridge/url.hpp>
@@ -27,7 +28,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <cstdio>
 #include <functional>
 #include <map>
 #include <memory>
@@ -149,10 +149,6 @@ struct redis_context_deleter {
     }
 };
 using redis_context_ptr = std::unique_ptr<redisContext, redis_context_deleter>;
-
-inline std::string_view reply_text(const redisReply* r) noexcept {
-    return r && r->str ? std::string_view(r->str, r->len) : std::string_view{};
-}
 
 /// Appends one command from its arguments (binary safe).
 inline void redis_append(redisContext* c, const std::vector<std::string_view>& args) {
@@ -589,69 +585,18 @@ private:
         return {};
     }
 
-    // One stream entry [id, [field, value, ...]] as an inbound message. An entry without the
-    // `envelope` field (written by another tool) carries its fields as a JSON object instead, so
-    // the bridge dead-letters it with everything it held.
+    // One stream entry [id, [field, value, ...]] as an inbound message (see redis_read_entry).
     void add_entry(const sub& s, const redisReply* entry, std::uint32_t deliveries) {
-        if (entry->type != REDIS_REPLY_ARRAY || entry->elements < 2) return;
         inbound_message m;
-        m.message.topic = s.spec.topic;
-        m.tag.id = std::string(detail::reply_text(entry->element[0]));
-        m.delivery_count = deliveries;
-        const redisReply* fields = entry->element[1];
-        if (fields->type != REDIS_REPLY_ARRAY) {
+        switch (detail::redis_read_entry(entry, s.spec.topic, deliveries, m)) {
+        case detail::redis_entry::malformed: return;
+        case detail::redis_entry::deleted:
             // Deleted by trimming while pending: nothing to deliver; ack it so it leaves the PEL.
             detail::redis_append(cmd_.get(), {"XACK", s.spec.topic, s.group, m.tag.id});
             pending_.push_back(pending_reply{pending_kind::other, 0, 0});
             return;
+        case detail::redis_entry::message: ready_messages_.push_back(std::move(m)); return;
         }
-        bool has_envelope = false;
-        for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
-            const auto name = detail::reply_text(fields->element[f]);
-            const auto value = detail::reply_text(fields->element[f + 1]);
-            if (name == "envelope") {
-                m.message.payload.assign(value);
-                has_envelope = true;
-            } else if (name == "event_type") {
-                m.message.event_type.assign(value);
-            } else if (name == "event_id") {
-                m.message.event_id.assign(value);
-            } else if (name == "key") {
-                m.message.key.assign(value);
-            } else {
-                m.message.headers.emplace_back(std::string(name), std::string(value));
-            }
-        }
-        if (!has_envelope) {
-            // Not courier's: every field as a JSON object, in the entry's order.
-            std::string others = "{";
-            for (std::size_t f = 0; f + 1 < fields->elements; f += 2) {
-                if (others.size() > 1) others += ',';
-                others += json_quote(detail::reply_text(fields->element[f])) + ':' + json_quote(detail::reply_text(fields->element[f + 1]));
-            }
-            m.message.payload = others + '}';
-        }
-        ready_messages_.push_back(std::move(m));
-    }
-
-    static std::string json_quote(std::string_view s) {
-        std::string out = "\"";
-        for (char c : s) {
-            switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\u%04x", c);
-                    out += buf;
-                } else {
-                    out += c;
-                }
-            }
-        }
-        return out + '"';
     }
 
     redis_options options_;

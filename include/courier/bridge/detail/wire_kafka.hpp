@@ -1,0 +1,48 @@
+// The Kafka adapter's inbound mapping: a record's topic, key, value and headers to a
+// `wire_message`. A pure function of plain inputs (the headers come through a visitor, so
+// kafka.hpp walks librdkafka's header list without copying it), which the fuzzer
+// (fuzz/bridge_inbound.fuzz.cpp) runs without a broker or librdkafka.
+#pragma once
+
+#include <courier/bridge/transport.hpp>
+#include <courier/core/config.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+
+COURIER_BEGIN_NAMESPACE
+namespace bridge::detail {
+
+/// `size` bytes at `data` (librdkafka's key, value and header values may be null: empty).
+inline std::string_view kafka_bytes(const void* data, std::size_t size) noexcept {
+    return data != nullptr ? std::string_view(static_cast<const char*>(data), size) : std::string_view();
+}
+
+/// A Kafka record in courier's wire form. `for_each_header(visit)` calls
+/// `visit(std::string_view name, std::string_view value)` once per header, in order. Every header
+/// is kept; `courier-event-id` and `courier-event-type` fill the fields of that name (the last
+/// one wins), and `courier-key` gives the key only when the record has none of its own (the
+/// first non-empty one).
+///
+/// Complexity: linear in the headers; the allocations are the copies of topic, key, value and headers.
+template <class ForEachHeader>
+inbound_message kafka_read_record(std::string_view topic, std::string_view key, std::string_view value,
+                                  ForEachHeader&& for_each_header) {
+    inbound_message in;
+    auto& m = in.message;
+    m.topic.assign(topic);
+    m.key.assign(key);
+    m.payload.assign(value);
+    std::forward<ForEachHeader>(for_each_header)([&](std::string_view k, std::string_view v) {
+        if (k == "courier-event-id") m.event_id.assign(v);
+        else if (k == "courier-event-type") m.event_type.assign(v);
+        else if (k == "courier-key" && m.key.empty()) m.key.assign(v);
+        m.headers.emplace_back(std::string(k), std::string(v));
+    });
+    return in;
+}
+
+}  // namespace bridge::detail
+COURIER_END_NAMESPACE
