@@ -1,8 +1,9 @@
 // Shared by the reliability tests: a watchdog that fails the test process when a bound passes
-// (a deadlock must fail, never hang CI), deadline waits, a peak-RSS sampler, the stress scale and
-// the events the tests publish.
+// (a deadlock must fail, never hang CI), deadline waits, a peak-RSS sampler, the stress scale,
+// the events the tests publish and request, and a broker transport that cannot keep up.
 #pragma once
 
+#include <courier/bridge/transport.hpp>
 #include <courier/event/event_traits.hpp>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -83,6 +86,17 @@ inline void busy_for(std::chrono::nanoseconds d) {
     }
 }
 
+/// Raises `slot` to `v` if `v` is larger (the slowest call seen by several threads).
+inline void note_max(std::atomic<std::int64_t>& slot, std::int64_t v) {
+    for (auto s = slot.load(); v > s && !slot.compare_exchange_weak(s, v);) {
+    }
+}
+
+/// Microseconds since `t0` on the steady clock.
+inline std::int64_t micros_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+}
+
 /// The whole content of a file ("" when it cannot be read).
 inline std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -135,6 +149,61 @@ struct numbered {
     std::uint64_t producer = 0;
     std::string pad;
     NLOHMANN_DEFINE_TYPE_INTRUSIVE(numbered, n, producer, pad)
+};
+
+/// The reply of the rpc tests: echoes the request's number and producer.
+struct quote {
+    static constexpr courier::event_name event_type{"reliability.quote.given.v1"};
+    std::uint64_t n = 0;
+    std::uint64_t producer = 0;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(quote, n, producer)
+};
+
+/// The request of the rpc tests; `kind` tells a fault-injecting responder what to do.
+struct quote_request {
+    static constexpr courier::event_name event_type{"reliability.quote.requested.v1"};
+    using reply_type = quote;
+    std::uint64_t n = 0;
+    std::uint64_t producer = 0;
+    int kind = 0;
+    std::string pad;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(quote_request, n, producer, kind, pad)
+};
+
+/// A broker that cannot keep up: passes everything to another transport (a loopback one), each
+/// publish spinning for `delay` first. Driven by the bridge's I/O thread only, as any transport.
+class slow_transport final : public courier::bridge::transport {
+public:
+    slow_transport(std::unique_ptr<courier::bridge::transport> inner, std::chrono::nanoseconds delay)
+        : inner_(std::move(inner)), delay_(delay) {}
+
+    const courier::bridge::capabilities& caps() const noexcept override { return inner_->caps(); }
+    courier::result<void> connect(courier::duration timeout) override { return inner_->connect(timeout); }
+    bool connected() const noexcept override { return inner_->connected(); }
+    void close() noexcept override { inner_->close(); }
+    courier::result<void> publish(std::uint64_t sequence, const courier::bridge::wire_message& m) override {
+        busy_for(delay_);
+        return inner_->publish(sequence, m);
+    }
+    courier::result<void> subscribe(const courier::bridge::ingest_spec& spec) override { return inner_->subscribe(spec); }
+    courier::result<void> poll(courier::duration max_wait, std::size_t max_messages,
+                               const std::function<void(courier::bridge::publish_confirm)>& on_confirm,
+                               const std::function<void(courier::bridge::inbound_message)>& on_message) override {
+        return inner_->poll(max_wait, max_messages, on_confirm, on_message);
+    }
+    courier::result<void> ack(const courier::bridge::ingest_spec& spec, const courier::bridge::delivery_tag& tag) override {
+        return inner_->ack(spec, tag);
+    }
+    courier::result<void> nack(const courier::bridge::ingest_spec& spec, const courier::bridge::delivery_tag& tag,
+                               bool requeue) override {
+        return inner_->nack(spec, tag, requeue);
+    }
+    void wake() noexcept override { inner_->wake(); }
+    std::string default_topic() const override { return inner_->default_topic(); }
+
+private:
+    std::unique_ptr<courier::bridge::transport> inner_;
+    std::chrono::nanoseconds delay_;
 };
 
 }  // namespace reliability
