@@ -74,28 +74,16 @@ TEST_CASE("bus shutdown under heavy traffic delivers or hands back every accepte
     auto s4 = rt.bus().subscribe<numbered>(
         [&](const numbered&) { inlined.calls.fetch_add(1, std::memory_order_relaxed); }, io);
 
-    const int producers = 3;
-    std::atomic<std::uint64_t> accepted{0}, rejected{0}, published{0};
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < producers; ++p) {
-        threads.emplace_back([&, p] {
-            while (!go.load()) std::this_thread::yield();
-            for (std::uint64_t i = 0;; ++i) {
-                const auto r = rt.bus().publish(numbered{i, static_cast<std::uint64_t>(p), {}});
-                if (r.closed) return;  // refused as a whole: nothing was accepted
-                accepted.fetch_add(r.deliveries, std::memory_order_relaxed);
-                rejected.fetch_add(r.rejected, std::memory_order_relaxed);
-                published.fetch_add(1, std::memory_order_relaxed);
-            }
-        });
-    }
-    go = true;
+    reliability::publish_tally tally;
+    auto &accepted = tally.accepted, &rejected = tally.rejected, &published = tally.published;
+    reliability::starting_line producers;
+    producers.add(3, [&](int p) { reliability::publish_until_closed(rt.bus(), p, tally); });
+    producers.go();
     // Heavy traffic: wait until a backlog has built up (the handlers are far slower than the
     // producers), then shut down while the producers are still publishing.
     REQUIRE(wait_until([&] { return published.load() > 60000 / static_cast<unsigned>(reliability::scale); }, 60s));
     const auto report = rt.bus().shutdown(timeout);
-    for (auto& t : threads) t.join();
+    producers.join();
     rt.stop();  // joins the workers: no handler runs after this
 
     const std::uint64_t handled =
@@ -146,32 +134,28 @@ TEST_CASE("job system shutdown under heavy traffic runs or hands back every acce
         busy_for(5us);
     });
     std::atomic<std::uint64_t> accepted{0}, refused{0};
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
     std::mutex hm;
     std::vector<courier::job_handle> handles;
-    for (int p = 0; p < 2; ++p) {
-        threads.emplace_back([&, p] {
-            std::vector<courier::job_handle> mine;
-            while (!go.load()) std::this_thread::yield();
-            for (std::uint64_t i = 0;; ++i) {
-                auto h = q.enqueue(numbered{i, static_cast<std::uint64_t>(p), {}});
-                if (!h) {
-                    if (h.error() == courier::errc::closed) break;
-                    refused.fetch_add(1);
-                    continue;
-                }
-                accepted.fetch_add(1, std::memory_order_relaxed);
-                mine.push_back(*h);
+    reliability::starting_line producers;
+    producers.add(2, [&](int p) {
+        std::vector<courier::job_handle> mine;
+        for (std::uint64_t i = 0;; ++i) {
+            auto h = q.enqueue(numbered{i, static_cast<std::uint64_t>(p), {}});
+            if (!h) {
+                if (h.error() == courier::errc::closed) break;
+                refused.fetch_add(1);
+                continue;
             }
-            std::lock_guard lock(hm);
-            handles.insert(handles.end(), mine.begin(), mine.end());
-        });
-    }
-    go = true;
+            accepted.fetch_add(1, std::memory_order_relaxed);
+            mine.push_back(*h);
+        }
+        std::lock_guard lock(hm);
+        handles.insert(handles.end(), mine.begin(), mine.end());
+    });
+    producers.go();
     REQUIRE(wait_until([&] { return accepted.load() > 40000 / static_cast<unsigned>(reliability::scale); }, 60s));
     const auto report = jobs.shutdown(5ms);
-    for (auto& t : threads) t.join();
+    producers.join();
     // Handlers still running at the deadline finish on their own; wait for their terminal state.
     for (auto& h : report.still_running) {
         auto f = h.async_wait(boost::asio::use_future);
@@ -204,7 +188,8 @@ TEST_CASE("job system shutdown under heavy traffic runs or hands back every acce
 TEST_CASE("bus shutdown_report counts every message shutdown handed back", "[reliability][shutdown]") {
     reliability::watchdog dog("bus shutdown report", 120s);
     courier::runtime rt(courier::runtime_options{.threads = 2});
-    std::atomic<std::uint64_t> handled{0}, accepted{0}, published{0};
+    std::atomic<std::uint64_t> handled{0};
+    reliability::publish_tally tally;
     courier::subscription_options o;
     o.mode = courier::delivery_mode::pooled;
     o.capacity = 0;
@@ -214,23 +199,13 @@ TEST_CASE("bus shutdown_report counts every message shutdown handed back", "[rel
             busy_for(2us);
         },
         o);
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < 3; ++p) {
-        threads.emplace_back([&, p] {
-            while (!go.load()) std::this_thread::yield();
-            for (std::uint64_t i = 0;; ++i) {
-                const auto r = rt.bus().publish(numbered{i, static_cast<std::uint64_t>(p), {}});
-                if (r.closed) return;
-                accepted.fetch_add(r.deliveries);
-                published.fetch_add(1);
-            }
-        });
-    }
-    go = true;
+    auto &accepted = tally.accepted, &published = tally.published;
+    reliability::starting_line producers;
+    producers.add(3, [&](int p) { reliability::publish_until_closed(rt.bus(), p, tally); });
+    producers.go();
     REQUIRE(wait_until([&] { return published.load() > 60000 / static_cast<unsigned>(reliability::scale); }, 60s));
     const auto report = rt.bus().shutdown(5ms);
-    for (auto& t : threads) t.join();
+    producers.join();
     rt.stop();
     INFO("accepted " << accepted.load() << ", handled " << handled.load() << ", handed back " << report.handed_back
                      << ", dead letters " << rt.bus().dead_letters().total());
@@ -282,32 +257,29 @@ TEST_CASE("actor system shutdown under heavy traffic handles or hands back every
     // Unbounded mailboxes (on purpose), so that nothing is refused by an overflow policy: every
     // tell is handled, refused because its actor stopped, or handed back in the report.
     std::atomic<std::uint64_t> tells_sent{0}, asks_sent{0}, asks_answered{0}, asks_stopped{0}, asks_other{0};
-    std::atomic<bool> go{false}, stop{false};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < 3; ++p) {
-        threads.emplace_back([&, p] {
-            while (!go.load()) std::this_thread::yield();
-            for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-                const auto& ref = refs[(i + static_cast<std::uint64_t>(p)) % n_actors];
-                if (i % 64 == 0) {
-                    asks_sent.fetch_add(1, std::memory_order_relaxed);
-                    ref.ask(quote_request{i, static_cast<std::uint64_t>(p), 0, {}}, courier::duration::max(),
-                            [&, i](courier::result<std::uint64_t> r) {
-                                if (r && *r == i) asks_answered.fetch_add(1);
-                                else if (!r && r.error() == courier::errc::closed &&
-                                         r.error().message.find("[courier.actor.stopped]") != std::string::npos)
-                                    asks_stopped.fetch_add(1);
-                                else
-                                    asks_other.fetch_add(1);
-                            });
-                } else {
-                    ref.tell(numbered{i, static_cast<std::uint64_t>(p), {}});
-                    tells_sent.fetch_add(1, std::memory_order_relaxed);
-                }
+    std::atomic<bool> stop{false};
+    reliability::starting_line senders;
+    senders.add(3, [&](int p) {
+        for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+            const auto& ref = refs[(i + static_cast<std::uint64_t>(p)) % n_actors];
+            if (i % 64 == 0) {
+                asks_sent.fetch_add(1, std::memory_order_relaxed);
+                ref.ask(quote_request{i, static_cast<std::uint64_t>(p), 0, {}}, courier::duration::max(),
+                        [&, i](courier::result<std::uint64_t> r) {
+                            if (r && *r == i) asks_answered.fetch_add(1);
+                            else if (!r && r.error() == courier::errc::closed &&
+                                     r.error().message.find("[courier.actor.stopped]") != std::string::npos)
+                                asks_stopped.fetch_add(1);
+                            else
+                                asks_other.fetch_add(1);
+                        });
+            } else {
+                ref.tell(numbered{i, static_cast<std::uint64_t>(p), {}});
+                tells_sent.fetch_add(1, std::memory_order_relaxed);
             }
-        });
-    }
-    go = true;
+        }
+    });
+    senders.go();
     // A backlog builds up (the actors are slower than the senders); shut down in the middle.
     REQUIRE(wait_until([&] { return tells_sent.load() > 60000 / static_cast<unsigned>(reliability::scale); }, 60s));
     auto report = actors.shutdown(timeout);
@@ -315,7 +287,7 @@ TEST_CASE("actor system shutdown under heavy traffic handles or hands back every
     const auto after = tells_sent.load();
     REQUIRE(wait_until([&] { return tells_sent.load() > after + 1000; }, 60s));
     stop = true;
-    for (auto& t : threads) t.join();
+    senders.join();
     // Every ask completes exactly once, on the runtime's executor: wait before stopping it.
     REQUIRE(wait_until([&] { return asks_answered + asks_stopped + asks_other == asks_sent; }, 60s));
     rt.stop();
@@ -383,31 +355,28 @@ TEST_CASE("rpc under heavy traffic when its bus shuts down: every request answer
         },
         courier::responder_options{.name = "shutdown.rpc", .concurrency = 1, .capacity = 0});
     std::atomic<std::uint64_t> issued{0}, answered{0}, closed{0}, other{0};
-    std::atomic<bool> go{false}, stop{false};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < 3; ++p) {
-        threads.emplace_back([&, p] {
-            while (!go.load()) std::this_thread::yield();
-            for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-                issued.fetch_add(1, std::memory_order_relaxed);
-                rpc.request(quote_request{i, static_cast<std::uint64_t>(p), 0, {}}, 60s, [&, i, p](courier::result<quote> r) {
-                    if (r && r->n == i && r->producer == static_cast<std::uint64_t>(p)) answered.fetch_add(1);
-                    else if (!r && r.error() == courier::errc::closed &&
-                             r.error().message.find("[courier.rpc.closed]") != std::string::npos)
-                        closed.fetch_add(1);
-                    else
-                        other.fetch_add(1);
-                });
-            }
-        });
-    }
-    go = true;
+    std::atomic<bool> stop{false};
+    reliability::starting_line senders;
+    senders.add(3, [&](int p) {
+        for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+            issued.fetch_add(1, std::memory_order_relaxed);
+            rpc.request(quote_request{i, static_cast<std::uint64_t>(p), 0, {}}, 60s, [&, i, p](courier::result<quote> r) {
+                if (r && r->n == i && r->producer == static_cast<std::uint64_t>(p)) answered.fetch_add(1);
+                else if (!r && r.error() == courier::errc::closed &&
+                         r.error().message.find("[courier.rpc.closed]") != std::string::npos)
+                    closed.fetch_add(1);
+                else
+                    other.fetch_add(1);
+            });
+        }
+    });
+    senders.go();
     REQUIRE(wait_until([&] { return issued.load() > 30000 / static_cast<unsigned>(reliability::scale); }, 60s));
     const auto report = rt.bus().shutdown(timeout);  // its hook closes the rpc: pending requests end
     const auto after = issued.load();
     REQUIRE(wait_until([&] { return issued.load() > after + 1000; }, 60s));  // refused at once now
     stop = true;
-    for (auto& t : threads) t.join();
+    senders.join();
     REQUIRE(wait_until([&] { return answered + closed + other == issued; }, 60s));
     rt.stop();  // joins the workers: every drain has added its counters
     const auto m = rpc.metrics();
@@ -484,24 +453,14 @@ TEST_CASE("a stream capture and consumer group under a bus shutdown and the stre
     std::function<void(const courier::group_batch&, std::size_t)> note_fn = note_acked;
     reader.async_read(64, chain{&reader, &note_fn, &reader_ended, &reader_error});
 
-    std::atomic<std::uint64_t> accepted{0}, published{0};
-    std::atomic<bool> go{false};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < 2; ++p) {
-        threads.emplace_back([&, p] {
-            while (!go.load()) std::this_thread::yield();
-            for (std::uint64_t i = 0;; ++i) {
-                const auto r = rt.bus().publish(numbered{i, static_cast<std::uint64_t>(p), {}});
-                if (r.closed) return;
-                accepted.fetch_add(r.deliveries, std::memory_order_relaxed);
-                published.fetch_add(1, std::memory_order_relaxed);
-            }
-        });
-    }
-    go = true;
+    reliability::publish_tally tally;
+    auto &accepted = tally.accepted, &published = tally.published;
+    reliability::starting_line producers;
+    producers.add(2, [&](int p) { reliability::publish_until_closed(rt.bus(), p, tally); });
+    producers.go();
     REQUIRE(wait_until([&] { return published.load() > 20000 / static_cast<unsigned>(reliability::scale); }, 60s));
     const auto report = rt.bus().shutdown(5ms);
-    for (auto& t : threads) t.join();
+    producers.join();
     const auto sm = log->metrics();
     log.reset();  // the stream ends: the pending async_read completes with errc::closed
     REQUIRE(wait_until([&] { return reader_ended.load() == 1; }, 30s));
@@ -567,19 +526,16 @@ TEST_CASE("a loopback bridge stopped under heavy traffic confirms or hands back 
     constexpr int producers = 2;
     std::vector<std::vector<std::uint64_t>> forwarded(producers);  // the numbers the forward route took
     std::atomic<std::uint64_t> published{0};
-    std::atomic<bool> go{false}, stop{false};
-    std::vector<std::thread> threads;
-    for (int p = 0; p < producers; ++p) {
-        threads.emplace_back([&, p] {
-            while (!go.load()) std::this_thread::yield();
-            for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
-                const auto r = rt.bus().publish(numbered{i, static_cast<std::uint64_t>(p), {}});
-                if (r.deliveries == 1) forwarded[static_cast<std::size_t>(p)].push_back(i);
-                published.fetch_add(1, std::memory_order_relaxed);
-            }
-        });
-    }
-    go = true;
+    std::atomic<bool> stop{false};
+    reliability::starting_line senders;
+    senders.add(producers, [&](int p) {
+        for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+            const auto r = rt.bus().publish(numbered{i, static_cast<std::uint64_t>(p), {}});
+            if (r.deliveries == 1) forwarded[static_cast<std::size_t>(p)].push_back(i);
+            published.fetch_add(1, std::memory_order_relaxed);
+        }
+    });
+    senders.go();
     REQUIRE(wait_until([&] { return published.load() > 6000 / static_cast<unsigned>(reliability::scale); }, 60s));
     // The broker becomes unreachable (confirms not read yet are lost with the connection), so a
     // backlog builds up in the outbox however fast the broker was; then stop under traffic.
@@ -590,7 +546,7 @@ TEST_CASE("a loopback bridge stopped under heavy traffic confirms or hands back 
     const auto after = published.load();
     REQUIRE(wait_until([&] { return published.load() > after + 1000; }, 60s));  // no route any more
     stop = true;
-    for (auto& t : threads) t.join();
+    senders.join();
     const auto s = bridge->stats();
     bridge.reset();
     (void)rt.bus().shutdown(1s);

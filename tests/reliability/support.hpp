@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #ifndef COURIER_STRESS_SCALE
 #define COURIER_STRESS_SCALE 1
@@ -150,6 +151,48 @@ struct numbered {
     std::string pad;
     NLOHMANN_DEFINE_TYPE_INTRUSIVE(numbered, n, producer, pad)
 };
+
+/// Producer threads that start at the same moment, so that a shutdown lands in the middle of
+/// all of them: add() starts `producers` threads, each of which runs `body(p)` once go() is
+/// called; join() waits for them.
+class starting_line {
+public:
+    template <class Body>
+    void add(int producers, Body body) {
+        for (int p = 0; p < producers; ++p)
+            threads_.emplace_back([this, body, p] {
+                while (!go_.load()) std::this_thread::yield();
+                body(p);
+            });
+    }
+    void go() { go_.store(true); }
+    void join() {
+        for (auto& t : threads_) t.join();
+    }
+
+private:
+    std::atomic<bool> go_{false};
+    std::vector<std::thread> threads_;
+};
+
+/// What publishers of `numbered` counted: subscriptions that accepted an event, subscriptions
+/// that refused one (a publish racing the close), and publishes made.
+struct publish_tally {
+    std::atomic<std::uint64_t> accepted{0}, rejected{0}, published{0};
+};
+
+/// Publishes numbered{0, 1, ...} as producer `p` until the bus refuses a publish as closed
+/// (refused as a whole: nothing of it was accepted).
+template <class Bus>
+void publish_until_closed(Bus& bus, int p, publish_tally& t) {
+    for (std::uint64_t i = 0;; ++i) {
+        const auto r = bus.publish(numbered{i, static_cast<std::uint64_t>(p), {}});
+        if (r.closed) return;
+        t.accepted.fetch_add(r.deliveries, std::memory_order_relaxed);
+        t.rejected.fetch_add(r.rejected, std::memory_order_relaxed);
+        t.published.fetch_add(1, std::memory_order_relaxed);
+    }
+}
 
 /// The reply of the rpc tests: echoes the request's number and producer.
 struct quote {
