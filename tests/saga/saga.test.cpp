@@ -104,6 +104,99 @@ TEST_CASE("a saga runs its steps in order and completes", "[saga]") {
     for (auto& c : correlations) CHECK(c == id->to_string());
 }
 
+TEST_CASE("each transition is timed after the code that ran before it", "[saga]") {
+    // One clock reading serves the records made between two calls out of the engine: a step's
+    // completion and the next step's start share it, a step's own time is never lost.
+    env e;
+    const auto t0 = e.clk.now();
+    courier::saga_definition<order> def{"test.timing.v1"};
+    def.step("one", [&](order&) { e.clk.advance(1s); })
+        .step("two", [&](order&) { e.clk.advance(2s); })
+        .step("three", [&](order&) { e.clk.advance(4s); });
+    std::vector<courier::time_point> event_times;
+    auto sub = e.rt.bus().subscribe<courier::saga_step_started>(
+        [&](const courier::saga_step_started&, const courier::message_context& mc) {
+            event_times.push_back(mc.timestamp());
+            e.clk.advance(10s);  // an inline subscriber's time is not the next record's either
+        },
+        {.mode = courier::delivery_mode::inline_call});
+    auto id = e.sagas.start(def, order{});
+    REQUIRE(id);
+    e.rt.poll();
+    auto info = e.sagas.query(*id);
+    REQUIRE(info);
+    CHECK(info->state == courier::saga_state::completed);
+    CHECK(info->started_at == t0);
+    REQUIRE(info->history.size() == 3);
+    // one: starts at t0, its code moves 1 s; the subscriber of its start moved 10 s before that.
+    CHECK(info->history[0].started == t0);
+    CHECK(info->history[0].finished == t0 + 11s);
+    CHECK(info->history[1].started == t0 + 11s);
+    CHECK(info->history[1].finished == t0 + 23s);
+    CHECK(info->history[2].started == t0 + 23s);
+    CHECK(info->history[2].finished == t0 + 37s);
+    CHECK(info->updated_at == t0 + 37s);
+    REQUIRE(event_times.size() == 3);
+    CHECK(event_times[1] == t0 + 11s);
+}
+
+TEST_CASE("a runner keeps the newest finished sagas for query, whole, and forgets the oldest", "[saga]") {
+    courier::manual_clock clk;
+    courier::runtime rt{courier::runtime::manual, clk};
+    courier::saga_runner sagas{rt, {.retain_finished = 2}};
+    courier::saga_definition<order> def{"test.retain.v1"};
+    def.step("a", [](order& o) { o.done.push_back("a"); })
+        .step("b", [](order& o) {
+            if (o.amount < 0) throw std::runtime_error("negative amount");
+            o.done.push_back("b");
+        }, [](order& o) { o.done.push_back("undo b"); }, no_retry());
+    std::vector<courier::uuid> ids;
+    for (int i = 0; i < 3; ++i)
+        ids.push_back(sagas.start(def, order{"o-" + std::to_string(i), i == 2 ? -1 : i, {}, {}},
+                                  {.correlation_id = i == 1 ? "corr-1" : ""}).value());
+    auto running = sagas.query(ids[0]);
+    REQUIRE(running);
+    CHECK(running->state == courier::saga_state::running);
+    rt.poll();
+    CHECK_FALSE(sagas.query(ids[0]));  // the oldest finished one is forgotten
+    CHECK(sagas.list().size() == 2);
+    auto done = sagas.query(ids[1]);
+    REQUIRE(done);
+    CHECK(done->state == courier::saga_state::completed);
+    CHECK(done->definition == "test.retain.v1");
+    CHECK(done->correlation_id == "corr-1");
+    CHECK(done->current_step == "b");
+    CHECK(done->context["done"] == nlohmann::json({"a", "b"}));
+    REQUIRE(done->history.size() == 2);
+    CHECK(done->history[1].step == "b");
+    CHECK(done->history[1].succeeded);
+    CHECK(done->error.empty());
+    CHECK(done->started_at == clk.now());
+    auto failed = sagas.query(ids[2]);
+    REQUIRE(failed);
+    CHECK(failed->state == courier::saga_state::failed);
+    CHECK(failed->correlation_id == ids[2].to_string());
+    CHECK(failed->error.find("negative amount") != std::string::npos);
+    REQUIRE(failed->history.size() == 2);
+    CHECK_FALSE(failed->history[1].succeeded);
+    CHECK(failed->history[1].error.find("negative amount") != std::string::npos);
+    CHECK(failed->context["done"] == nlohmann::json({"a"}));  // the failed attempt's change is discarded
+    // A finished saga refuses signals and cancels; a forgotten one is not found.
+    auto sig = sagas.signal(ids[1], "late");
+    REQUIRE_FALSE(sig);
+    CHECK(sig.error().code == courier::errc::invalid_state);
+    auto cancel = sagas.cancel(ids[2]);
+    REQUIRE_FALSE(cancel);
+    CHECK(cancel.error().code == courier::errc::invalid_state);
+    auto gone = sagas.cancel(ids[0]);
+    REQUIRE_FALSE(gone);
+    CHECK(gone.error().code == courier::errc::not_found);
+    // A retained id cannot be started again.
+    auto again = sagas.start(def, order{}, {.id = ids[1]});
+    REQUIRE_FALSE(again);
+    CHECK(again.error().code == courier::errc::duplicate);
+}
+
 TEST_CASE("a saga that fails at a step compensates the completed steps in reverse order", "[saga]") {
     for (int fail_at = 0; fail_at < 3; ++fail_at) {
         DYNAMIC_SECTION("failing at step " << fail_at) {
