@@ -440,9 +440,11 @@ int main() {
             po.correlation_id = "checkout-9";
             (void)shop.bus().publish(order_created{"o-" + std::to_string(20 + i), 5.0}, po);
         }
+        // The bridge counts an ingested event once its publish returned, which can be after the
+        // serial handler ran on a worker: wait for the counts too, not just the handler.
         const bool all = wait_until([&] {
             std::lock_guard lock(m);
-            return received.size() == 3;
+            return received.size() == 3 && out->stats().forwarded == 3 && in->stats().ingested == 3;
         });
         std::lock_guard lock(m);
         for (auto& r : received) std::cout << "warehouse received " << r << "\n";
