@@ -167,15 +167,9 @@ TEST_CASE("job handlers that throw or hang past their timeout end dead with ever
     courier::runtime rt(courier::runtime_options{.threads = 3});
     courier::job_system jobs(rt, {.concurrency = 2, .publish_events = false});
     auto q = jobs.queue("faults");
-    std::atomic<int> running{0}, peak{0};
+    reliability::concurrency_gauge gauge;
     q.handle<work>([&](const work& w, courier::job_context& ctx) {
-        const int now = running.fetch_add(1) + 1;
-        for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
-        }
-        struct leave {
-            std::atomic<int>& r;
-            ~leave() { r.fetch_sub(1); }
-        } guard{running};
+        auto in = gauge.enter();
         if (w.kind == 1) throw std::runtime_error("handler failed on purpose");
         if (w.kind == 2) {
             const auto limit = std::chrono::steady_clock::now() + 10s;
@@ -197,7 +191,7 @@ TEST_CASE("job handlers that throw or hang past their timeout end dead with ever
     for (auto& [kind, h] : handles) {
         auto f = h.async_wait(boost::asio::use_future);
         INFO("job of kind " << kind << " in state " << static_cast<int>(h.state()) << " after " << h.attempts()
-                            << " attempts, " << running.load() << " handlers running");
+                            << " attempts, " << gauge.running() << " handlers running");
         REQUIRE(f.wait_for(60s) == std::future_status::ready);
         const auto state = f.get();
         INFO("kind " << kind);
@@ -216,8 +210,8 @@ TEST_CASE("job handlers that throw or hang past their timeout end dead with ever
     }
     const auto hung = static_cast<std::uint64_t>(rounds) * 2 * 2;  // kinds 2 and 3, two attempts each
     REQUIRE(wait_until([&] { return q.stats().late_results == static_cast<std::uint64_t>(rounds) * 2 * 2 ||
-                                    running.load() == 0; }, 30s));
-    REQUIRE(wait_until([&] { return running.load() == 0; }, 30s));
+                                    gauge.running() == 0; }, 30s));
+    REQUIRE(wait_until([&] { return gauge.running() == 0; }, 30s));
     const auto st = q.stats();
     CHECK(st.timed_out == hung);
     CHECK(st.late_results == hung);  // what a timed-out handler did afterwards is counted, not lost
@@ -225,7 +219,7 @@ TEST_CASE("job handlers that throw or hang past their timeout end dead with ever
     CHECK(st.completed == static_cast<std::uint64_t>(rounds) * 3);
     CHECK(st.failed_attempts == static_cast<std::uint64_t>(rounds) * 3 * 2);
     CHECK(q.dead_letters().size() == static_cast<std::size_t>(rounds) * 3);
-    CHECK(peak.load() <= 2);  // never more handlers than slots
+    CHECK(gauge.peak() <= 2);  // never more handlers than slots
     // Every hung handler returned eventually (late results are counted, not lost), and both
     // slots are free again: two jobs run at the same time.
     std::atomic<int> inside{0}, met{0};
@@ -494,17 +488,11 @@ TEST_CASE("rpc responders that throw or hang past the request timeout: typed err
     std::mutex hang_mutex;
     std::condition_variable hang_cv;
     bool released = false;
-    std::atomic<int> running{0}, peak{0};
+    reliability::concurrency_gauge gauge;
     // kind 0 answers, 1 throws, 2 hangs until the test releases it (after its requester timed out).
     auto responder = rpc.respond<quote_request>(
         [&](const quote_request& q) {
-            const int now = running.fetch_add(1) + 1;
-            for (int p = peak.load(); now > p && !peak.compare_exchange_weak(p, now);) {
-            }
-            struct leave {
-                std::atomic<int>& r;
-                ~leave() { r.fetch_sub(1); }
-            } guard{running};
+            auto in = gauge.enter();
             if (q.kind == 1) throw std::runtime_error("quote " + std::to_string(q.n) + " failed");
             if (q.kind == 2) {
                 std::unique_lock lock(hang_mutex);
@@ -570,12 +558,12 @@ TEST_CASE("rpc responders that throw or hang past the request timeout: typed err
     CHECK(m.served_failed == n_throw);
     CHECK(m.late_replies == n_hang);  // what a hung responder answered afterwards is counted, not lost
     CHECK(m.pending == 0);
-    CHECK(peak.load() <= 2);
+    CHECK(gauge.peak() <= 2);
     const auto sub = responder.metrics();
     CHECK(sub.delivered == total);
     CHECK(sub.dead_lettered == 0);
     CHECK(rt.bus().dead_letters().total() == 0);
-    CHECK(wait_until([&] { return running.load() == 0; }, 30s));
+    CHECK(wait_until([&] { return gauge.running() == 0; }, 30s));
     CHECK(two_threads_rendezvous(rt));
 }
 

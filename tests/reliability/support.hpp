@@ -93,6 +93,33 @@ inline void note_max(std::atomic<std::int64_t>& slot, std::int64_t v) {
     }
 }
 
+/// How many handlers run at once, and the most that ever did: `auto in = gauge.enter();` at the
+/// top of a handler counts it until the handler returns or throws.
+class concurrency_gauge {
+public:
+    class scope {
+    public:
+        explicit scope(std::atomic<int>& running) : running_(running) {}
+        ~scope() { running_.fetch_sub(1); }
+        scope(const scope&) = delete;
+        scope& operator=(const scope&) = delete;
+
+    private:
+        std::atomic<int>& running_;
+    };
+    [[nodiscard]] scope enter() {
+        const int now = running_.fetch_add(1) + 1;
+        for (int p = peak_.load(); now > p && !peak_.compare_exchange_weak(p, now);) {
+        }
+        return scope(running_);
+    }
+    int running() const { return running_.load(); }
+    int peak() const { return peak_.load(); }
+
+private:
+    std::atomic<int> running_{0}, peak_{0};
+};
+
 /// Microseconds since `t0` on the steady clock.
 inline std::int64_t micros_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();

@@ -10,23 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "stream/stream_events.hpp"
+
 // A named namespace: this file shares a unity TU with stream.test.cpp, which pulls
-// stream_events' types of the same names into the global namespace.
+// stream_events' types into the global namespace.
 namespace stream_doc {
 
 using namespace std::chrono_literals;
 
-struct order_placed {
-    static constexpr courier::event_name event_type{"order.placed.v1"};
-    std::string id;
-    double total = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(order_placed, id, total)
-};
-struct order_shipped {
-    static constexpr courier::event_name event_type{"order.shipped.v1"};
-    std::string id;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(order_shipped, id)
-};
+using stream_events::order_placed;
+using stream_events::order_shipped;
 
 TEST_CASE("docs/streams.md: append, capture, replay by time, a consumer group", "[stream][docs]") {
     // doc: append

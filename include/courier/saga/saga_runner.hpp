@@ -4,10 +4,10 @@
 // restart `recover()`s every saga the journal says had not finished.
 #pragma once
 
-#include <courier/bus/detail/message_pool.hpp>
 #include <courier/core/config.hpp>
 #include <courier/core/result.hpp>
 #include <courier/core/uuid.hpp>
+#include <courier/jobs/detail/record_pool.hpp>
 #include <courier/runtime/runtime.hpp>
 #include <courier/saga/detail/saga_instance.hpp>
 #include <courier/saga/journal.hpp>
@@ -102,9 +102,9 @@ public:
         };
         if (!fresh && find(id)) return duplicate();
         // An empty correlation id stands for the saga id (formatted only when an event needs it).
-        // From the message pools: an instance is over 1 KiB, past glibc's per-thread cache, and
-        // malloc's slow path for it cost ~15% of a saga of three no-op steps.
-        auto inst = std::allocate_shared<detail::saga_instance>(detail::pool_allocator<detail::saga_instance>{}, core_,
+        // From a block pool (as job records): an instance is over 1 KiB, past glibc's per-thread
+        // cache, and malloc's slow path for it cost ~15% of a saga of three no-op steps.
+        auto inst = std::allocate_shared<detail::saga_instance>(detail::pooled_allocator<detail::saga_instance>{}, core_,
                                                                 std::move(*program), id, std::move(options.correlation_id));
         // Journaled before anyone can see it: a signal or cancel cannot race the `started` record.
         if (auto ok = inst->begin(std::make_unique<detail::typed_context<Ctx>>(std::move(ctx)), at); !ok)
@@ -192,7 +192,7 @@ public:
                 report.unknown_definitions.push_back(first.definition);
                 continue;
             }
-            auto inst = std::allocate_shared<detail::saga_instance>(detail::pool_allocator<detail::saga_instance>{}, core_,
+            auto inst = std::allocate_shared<detail::saga_instance>(detail::pooled_allocator<detail::saga_instance>{}, core_,
                                                                     program, id, first.correlation_id);
             const journal_record* last_ctx = &first;
             try {

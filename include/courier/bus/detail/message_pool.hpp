@@ -34,8 +34,7 @@ class message_pool {
 public:
     static constexpr std::size_t batch = 64;
     static constexpr std::size_t cache_max = 2 * batch;
-    // At most 4 MiB (and at least 1024 blocks) idle in the shared queue, whatever the size class.
-    static constexpr std::size_t shared_max = std::max<std::size_t>(1024, (std::size_t{4} << 20) / Size);
+    static constexpr std::size_t shared_max = 1 << 16;
     static constexpr std::align_val_t align{cache_line_size};
     static constexpr std::size_t prefetch_distance = 8;
 
@@ -117,29 +116,6 @@ struct pooled_allocation {
         if (n > sizeof(T) || static_cast<std::size_t>(a) > cache_line_size) return ::operator delete(p, a);
         message_pool_for<sizeof(T)>::deallocate(p);
     }
-};
-
-/// A standard allocator over the pools, for `std::allocate_shared` of objects that one thread
-/// makes and another frees: single objects come from the pool of their size class (control
-/// block included), arrays from operator new.
-template <class T>
-struct pool_allocator {
-    using value_type = T;
-    pool_allocator() noexcept = default;
-    template <class U>
-    pool_allocator(const pool_allocator<U>&) noexcept {}
-
-    T* allocate(std::size_t n) {
-        static_assert(alignof(T) <= cache_line_size, "pool blocks are aligned to a cache line");
-        if (n == 1) return static_cast<T*>(message_pool_for<sizeof(T)>::allocate());
-        return static_cast<T*>(::operator new(n * sizeof(T)));
-    }
-    void deallocate(T* p, std::size_t n) noexcept {
-        if (n == 1) message_pool_for<sizeof(T)>::deallocate(p);
-        else ::operator delete(p);
-    }
-    template <class U>
-    bool operator==(const pool_allocator<U>&) const noexcept { return true; }
 };
 
 }  // namespace detail

@@ -81,8 +81,8 @@ private:
     moodycamel::ConcurrentQueue<void*> shared_;
 };
 
-/// The allocator of job records (std::allocate_shared: one block holds the control block and
-/// the record). Stateless; every instance shares the pool of its block size.
+/// The allocator of job records and saga instances (std::allocate_shared: one block holds the
+/// control block and the object). Stateless; every instance shares the pool of its block size.
 template <class U>
 struct pooled_allocator {
     using value_type = U;

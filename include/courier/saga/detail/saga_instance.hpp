@@ -174,22 +174,17 @@ public:
 
     /// Runs `drive` on the strand.
     void kick() {
-        post([self = shared_from_this()] {
-            self->clock_moved();
-            self->drive();
-        });
+        post([self = shared_from_this()] { self->drive(); });
     }
 
     // ------------------------------------------------------------------ requests (any thread)
     void post_signal(std::string name, nlohmann::json payload) {
         post([self = shared_from_this(), n = std::move(name), p = std::move(payload)]() mutable {
-            self->clock_moved();
             self->deliver_signal(std::move(n), std::move(p));
         });
     }
     void post_cancel(std::string reason) {
         post([self = shared_from_this(), r = std::move(reason)]() mutable {
-            self->clock_moved();
             self->cancel(std::move(r));
         });
     }
@@ -262,11 +257,16 @@ public:
     std::weak_ptr<attempt_sink> weak_sink() override { return std::weak_ptr<attempt_sink>(shared_from_this()); }
 
 private:
-    // Runs `f` on the saga's strand (on a one-thread runtime: on the executor, which is the same).
+    // Runs `f` on the saga's strand (on a one-thread runtime: on the executor, which is the same),
+    // with a fresh engine time (see now()). `f` holds the saga alive (it captures `self`).
     template <class F>
     void post(F&& f) {
-        if (direct_) boost::asio::post(core_->rt.executor(), std::forward<F>(f));
-        else boost::asio::post(strand_, std::forward<F>(f));
+        auto entry = [this, f = std::forward<F>(f)]() mutable {
+            clock_moved();
+            f();
+        };
+        if (direct_) boost::asio::post(core_->rt.executor(), std::move(entry));
+        else boost::asio::post(strand_, std::move(entry));
     }
 
     // ------------------------------------------------------------------ journal
@@ -644,7 +644,6 @@ private:
             self->post([self, idx, token, fire] {
                 auto& st_ = self->steps_[idx];
                 if (!st_.live || st_.token != token || self->core_->closed.load(std::memory_order_acquire)) return;
-                self->clock_moved();
                 st_.live = false;
                 st_.timer = 0;
                 fire(*self, st_);
