@@ -1,10 +1,12 @@
 // The bridge's per-message fast paths against the general code they stand in for: encoding
 // straight from the bus's message gives the bytes encode(to_envelope()) gives; the canonical
-// envelope reader gives what decode gives (or steps aside); the in-flight window and the UUID
+// envelope reader gives what decode gives (or steps aside), and its one-pass data parser the
+// document nlohmann's parser gives (or steps aside); the in-flight window and the UUID
 // map behave as the map and set they replaced, including out-of-order erases and collisions.
 #include "bridge/conformance.hpp"
 
 #include <courier/bridge/broker_bridge.hpp>
+#include <courier/bridge/detail/canonical_json.hpp>
 #include <courier/bridge/detail/dedup_window.hpp>
 #include <courier/bridge/detail/outbound.hpp>
 #include <courier/bridge/detail/wire.hpp>
@@ -110,6 +112,76 @@ TEST_CASE("encoding from the bus's message gives the bytes encode(to_envelope())
     CHECK(has(seen.keys, "from-header"));  // the envelope's courier-key header, as to_wire reads it
     CHECK(has(seen.keys, "k-4"));          // the key over a courier-key header
     CHECK(has(seen.keys, "k-6"));
+}
+
+// Same document, node for node, and the same number types (unsigned, signed) as the library's.
+static bool same_document(const nlohmann::json& a, const nlohmann::json& b) {
+    if (a.type() != b.type()) return false;
+    if (a.is_object()) {
+        if (a.size() != b.size()) return false;
+        for (auto ia = a.begin(), ib = b.begin(); ia != a.end(); ++ia, ++ib)
+            if (ia.key() != ib.key() || !same_document(*ia, *ib)) return false;
+        return true;
+    }
+    if (a.is_array()) {
+        if (a.size() != b.size()) return false;
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (!same_document(a[i], b[i])) return false;
+        return true;
+    }
+    return a == b;
+}
+
+TEST_CASE("the one-pass data parser builds the document nlohmann's parser builds, or steps aside", "[bridge][wire]") {
+    auto parses_as_library = [](const std::string& text) {
+        INFO(text);
+        nlohmann::json fast;
+        REQUIRE(br::detail::canonical_json::parse(text, fast));
+        CHECK(same_document(fast, nlohmann::json::parse(text)));
+    };
+    const std::vector<std::string> accepted = {
+        R"({"seq":1,"sent_ns":1732971234567890123})",
+        R"({})",
+        R"([])",
+        R"({"a":{"b":[1,-2,{"c":"d"},[],{}]},"e":[true,false,null]})",
+        R"({"n":0,"m":-0,"big":9999999999999999999,"neg":-999999999999999999})",
+        R"([-9223372036854775808,9223372036854775807,1234567890123456789])",  // the int64 range, 19 digits
+        "{\"text\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}",  // UTF-8, kept as is
+        R"({"dup":1,"dup":"second"})",                                  // the last one wins
+        R"("just a string")",
+        R"(42)",
+        R"(null)",
+    };
+    for (const auto& text : accepted) parses_as_library(text);
+    // A round trip of what dump() writes for typical event data is read in one pass.
+    nlohmann::json typical = {{"order_id", "o-17"}, {"lines", {{{"sku", "A-1"}, {"qty", 2}}}}, {"paid", true}, {"id", 77u}};
+    parses_as_library(typical.dump());
+
+    // Valid JSON in another form: refused here, so the caller hands it to the library.
+    std::string deep(65, '[');
+    deep += std::string(65, ']');
+    const std::vector<std::string> library_only = {
+        R"({"price":12.5})", R"({"e":1e3})", R"({"E":2E-1})", R"({"s":"a\"b"})", R"({"u":"\u00e9"})",
+        R"({"max":18446744073709551615})", R"({"below":-9223372036854775809})", R"({"huge":123456789012345678901})", R"({ "a":1})", R"({"a": 1})", R"([1, 2])",
+        deep,
+    };
+    for (const auto& text : library_only) {
+        INFO(text);
+        nlohmann::json fast;
+        CHECK_FALSE(br::detail::canonical_json::parse(text, fast));
+        CHECK_NOTHROW(nlohmann::json::parse(text));
+    }
+    // Not JSON: refused here and by the library.
+    const std::vector<std::string> invalid = {
+        "", "{", "}", "[1,]", "{\"a\":}", "{\"a\"1}", "{a:1}", "01", "-", "--1", "tru", "nul", "[1]x", "{\"a\":1}}",
+        "\"unterminated", "\"\xff\xfe\"", "\"ctl\x01\"", "{\"a\":1,}",
+    };
+    for (const auto& text : invalid) {
+        INFO(text);
+        nlohmann::json fast;
+        CHECK_FALSE(br::detail::canonical_json::parse(text, fast));
+        CHECK_THROWS(nlohmann::json::parse(text));
+    }
 }
 
 TEST_CASE("the canonical envelope reader gives what decode gives, and steps aside for anything else", "[bridge][wire]") {

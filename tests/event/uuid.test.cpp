@@ -67,6 +67,8 @@ TEST_CASE("uuid::parse rejects malformed text with a message naming the problem"
         {"01234567-89ab-cdef-fedc+ba9876543210", "expected '-' at offset 23"},
         {"0123456g-89ab-cdef-fedc-ba9876543210", "invalid hex digit at offset 7"},
         {"{1234567-89ab-cdef-fedc-ba987654321}", "invalid hex digit at offset 0"},
+        {"01234567-89ab-cdef-fedc-ba987654321\xc3", "invalid hex digit at offset 35"},  // past ASCII, last digit
+        {"01234567-89ab-cdeF-fedc-ba98765432 0", "invalid hex digit at offset 34"},
     };
     for (const auto& c : cases) {
         INFO(c.text);

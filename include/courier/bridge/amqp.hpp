@@ -462,7 +462,7 @@ public:
     std::string group_queue(const ingest_spec& spec) const { return options_.queue_prefix + spec.group + ":" + spec.topic; }
 
     result<void> poll(duration max_wait, std::size_t max_messages, const std::function<void(publish_confirm)>& on_confirm,
-                      const std::function<void(inbound_message)>& on_message) override {
+                      const std::function<void(inbound_message&&)>& on_message) override {
         // Publishes whose connection closed before their confirm are reported first.
         while (!lost_.empty()) {
             pending_publish p = std::move(lost_.front());
@@ -634,7 +634,7 @@ private:
     }
 
     result<void> handle_frame(const amqp_frame_t& frame, const std::function<void(publish_confirm)>& on_confirm,
-                              const std::function<void(inbound_message)>& on_message, std::size_t& delivered) {
+                              const std::function<void(inbound_message&&)>& on_message, std::size_t& delivered) {
         if (frame.frame_type != AMQP_FRAME_METHOD) {
             // Heartbeats are answered inside rabbitmq-c; content outside a delivery is a protocol error.
             if (frame.frame_type == AMQP_FRAME_HEARTBEAT) return {};

@@ -18,6 +18,7 @@
 #include <courier/core/error.hpp>
 #include <courier/core/result.hpp>
 #include <courier/core/retry_policy.hpp>
+#include <courier/detail/moodycamel.hpp>
 #include <courier/event/envelope_codec.hpp>
 #include <courier/queue/bounded_queue.hpp>
 
@@ -100,6 +101,17 @@ struct in_progress_event {
     std::vector<settled_delivery> duplicates;
 };
 
+/// The event a bridge's ingest is publishing in this thread, so that bridge's own forward routes
+/// do not send it straight back (events its handlers publish meanwhile are new, and do go).
+struct ingesting_event {
+    const void* core = nullptr;
+    uuid event_id{};
+};
+inline ingesting_event& ingesting() noexcept {
+    thread_local ingesting_event current;
+    return current;
+}
+
 /// What the I/O thread shares with publishers (forward handlers) and with the bus's settle
 /// callbacks, which may outlive the bridge object.
 struct bridge_core {
@@ -135,9 +147,28 @@ struct bridge_core {
     std::mutex wake_mutex;
     transport* wake_target = nullptr;  // null once the I/O thread is gone
 
+    /// Payload buffers of confirmed messages, for the forward handlers to encode the next ones
+    /// into: memory that has its pages and its size already, and the I/O thread no longer frees
+    /// what a publisher's thread allocated (glibc then locks the publisher's arena per free).
+    moodycamel::ConcurrentQueue<std::string> spare_payloads;
+    static constexpr std::size_t max_spare_payloads = 1024;
+    static constexpr std::size_t max_spare_payload_bytes = 16 * 1024;  // a rare big one is freed
+
+    /// From the I/O thread: a confirmed message's payload buffer, kept for reuse (bounded).
+    void recycle_payload(std::string&& payload) {
+        if (payload.capacity() > max_spare_payload_bytes || spare_payloads.size_approx() >= max_spare_payloads) return;
+        (void)spare_payloads.enqueue(std::move(payload));
+    }
+    /// From a forward handler: a buffer to encode into (empty when none is spare).
+    void reuse_payload(std::string& into) { (void)spare_payloads.try_dequeue(into); }
+
     std::mutex settle_mutex;
     std::vector<settled_delivery> settled;
+    std::atomic<std::size_t> settled_count{0};  // settled.size(), read without the lock
     bool accepting_settles = true;
+    /// Settles the I/O thread makes itself (inline handlers of an event it is ingesting, the
+    /// common case): collected after the publish, with no lock and no wake-up. That thread's only.
+    std::vector<settled_delivery> settled_here;
 
     void dead_letter_out(const outbound_item& item, dead_letter_reason why, std::string reason) {
         dead_letters.add(outbound_record(as_wire(item), why, "bridge:" + options.name + ":outbox", std::move(reason), clock.now()));
@@ -159,25 +190,19 @@ struct bridge_core {
     }
 
     void settle(std::size_t route, delivery_tag tag, const uuid& event_id = {}) {
+        if (ingesting().core == this) {
+            settled_here.push_back(settled_delivery{route, std::move(tag), event_id});
+            return;
+        }
         {
             std::lock_guard lock(settle_mutex);
             if (!accepting_settles) return;  // the bridge stopped: the broker redelivers it
             settled.push_back(settled_delivery{route, std::move(tag), event_id});
+            settled_count.store(settled.size(), std::memory_order_relaxed);
         }
-        kick();
+        kick();  // its fence orders the count before the look at `sleeping`
     }
 };
-
-/// The event a bridge's ingest is publishing in this thread, so that bridge's own forward routes
-/// do not send it straight back (events its handlers publish meanwhile are new, and do go).
-struct ingesting_event {
-    const void* core = nullptr;
-    uuid event_id{};
-};
-inline ingesting_event& ingesting() noexcept {
-    thread_local ingesting_event current;
-    return current;
-}
 
 }  // namespace detail
 
@@ -251,6 +276,7 @@ public:
                 if (in.core == core.get() && in.event_id == ctx.event_id()) return;  // just ingested: not back
                 detail::outbound_item w;
                 w.topic = topic;
+                core->reuse_payload(w.payload);
                 detail::encode_outbound(w, ctx);  // the bytes encode(ctx.to_envelope()) gives
                 if (max && w.payload.size() > max) {
                     core->dead_letter_out(w, dead_letter_reason::non_retryable,
@@ -280,6 +306,7 @@ public:
             if (stopped_) return unexpected(errc::closed, "[courier.bridge.stopped] bridge '" + core_->options.name + "' is stopped");
             routes_.push_back(std::make_unique<route_state>(route_state{std::move(spec), false}));
             ++routes_added_;
+            route_count_.store(routes_.size(), std::memory_order_release);
         }
         core_->kick();
         return {};
@@ -364,7 +391,9 @@ public:
             std::lock_guard lock(core_->settle_mutex);
             core_->accepting_settles = false;
             core_->settled.clear();
+            core_->settled_count.store(0, std::memory_order_relaxed);
         }
+        core_->settled_here.clear();  // the I/O thread is gone
         transport_->close();
         core_->connected.store(false, std::memory_order_release);
         // Hand back what could not be confirmed.
@@ -422,7 +451,10 @@ private:
     void run() {
         std::uint32_t failures = 0;
         bool ever_connected = false;
+        // Deliveries of one poll, handled after it returns. The slots are kept from poll to poll
+        // and swapped with what the transport hands over, so their buffers go back to it.
         std::vector<inbound_message> inbound;
+        std::size_t inbound_count = 0;
         while (!stopping_.load(std::memory_order_acquire)) {
             if (!transport_->connected()) {
                 core_->connected.store(false, std::memory_order_release);
@@ -456,14 +488,17 @@ private:
             // Park in poll unless work is waiting (the publishers' kick pairs with this store).
             core_->sleeping.store(true, std::memory_order_seq_cst);
             const bool busy = has_outbound_work() || has_settled() || stopping_.load(std::memory_order_acquire);
-            inbound.clear();
+            inbound_count = 0;
             auto r = transport_->poll(
                 busy ? duration::zero() : core_->options.poll_interval, core_->options.poll_batch,
                 [this](publish_confirm c) { on_confirm(std::move(c)); },
-                [&inbound](inbound_message m) { inbound.push_back(std::move(m)); });
+                [&](inbound_message&& m) {
+                    if (inbound_count == inbound.size()) inbound.emplace_back();
+                    std::swap(inbound[inbound_count++], m);
+                });
             core_->sleeping.store(false, std::memory_order_relaxed);
             // Deliveries are handled after poll returns, so acks never re-enter the transport.
-            for (auto& m : inbound) on_message(std::move(m));
+            for (std::size_t i = 0; i < inbound_count; ++i) on_message(inbound[i]);
             if (!r) {
                 lost(r.error());
                 failures = 1;
@@ -511,9 +546,8 @@ private:
         if (in_flight_.size() < core_->options.max_in_flight && core_->outbox.size_approx() != 0) return true;
         return unsent_ != 0;
     }
-    bool has_settled() {
-        std::lock_guard lock(core_->settle_mutex);
-        return !core_->settled.empty();
+    bool has_settled() const {
+        return !core_->settled_here.empty() || core_->settled_count.load(std::memory_order_seq_cst) != 0;
     }
 
     // Sends what waits: first the in-flight messages not sent on this connection (in sequence
@@ -563,6 +597,7 @@ private:
         if (it == nullptr) return;  // a late confirm of a message confirmed already
         if (c.outcome) {
             if (!it->sent) --unsent_;
+            core_->recycle_payload(std::move(it->msg.payload));
             in_flight_.erase(c.sequence);
             core_->in_flight.store(in_flight_.size(), std::memory_order_release);
             core_->confirmed.fetch_add(1, std::memory_order_relaxed);
@@ -583,21 +618,30 @@ private:
         it->sent = false;  // sent again by the next send_outbound
     }
 
+    // The I/O thread's copy of the route list, refreshed when ingest() added one: routes are
+    // append only and never move, and a spec does not change, so the per-message lookups take
+    // no lock.
+    const std::vector<const route_state*>& io_routes() {
+        if (io_routes_.size() != route_count_.load(std::memory_order_acquire)) {
+            std::lock_guard lock(mutex_);
+            io_routes_.clear();
+            for (auto& r : routes_) io_routes_.push_back(r.get());
+        }
+        return io_routes_;
+    }
+
     std::size_t route_of(const inbound_message& m) {
-        std::lock_guard lock(mutex_);
-        for (std::size_t i = 0; i < routes_.size(); ++i)
-            if (routes_[i]->spec.topic == m.message.topic) return i;
-        for (std::size_t i = 0; i < routes_.size(); ++i)
-            if (detail::has_wildcard(routes_[i]->spec.topic)) return i;
+        const auto& routes = io_routes();
+        for (std::size_t i = 0; i < routes.size(); ++i)
+            if (routes[i]->spec.topic == m.message.topic) return i;
+        for (std::size_t i = 0; i < routes.size(); ++i)
+            if (detail::has_wildcard(routes[i]->spec.topic)) return i;
         return 0;
     }
 
-    const ingest_spec& spec_of(std::size_t route) {
-        std::lock_guard lock(mutex_);
-        return routes_[route]->spec;  // routes are never removed: the reference stays valid
-    }
+    const ingest_spec& spec_of(std::size_t route) { return io_routes()[route]->spec; }
 
-    void on_message(inbound_message m) {
+    void on_message(inbound_message& m) {
         const std::size_t route = route_of(m);
         const ingest_spec& spec = spec_of(route);
         auto env = detail::from_wire(m.message, core_->options.limits);
@@ -657,10 +701,15 @@ private:
     }
 
     bool send_acks() {
-        std::vector<detail::settled_delivery> batch;
-        {
+        // A member, so its capacity (and that of the vectors it is swapped with) is kept.
+        auto& batch = acks_;
+        batch.clear();
+        batch.swap(core_->settled_here);
+        if (core_->settled_count.load(std::memory_order_acquire) != 0) {
             std::lock_guard lock(core_->settle_mutex);
-            batch.swap(core_->settled);
+            batch.insert(batch.end(), std::make_move_iterator(core_->settled.begin()), std::make_move_iterator(core_->settled.end()));
+            core_->settled.clear();
+            core_->settled_count.store(0, std::memory_order_relaxed);
         }
         // A settled event: its delivery, and the copies that arrived while it was being handled.
         const std::size_t direct = batch.size();
@@ -699,6 +748,9 @@ private:
     std::vector<subscription> forwards_;                  // guarded by mutex_
     std::vector<std::unique_ptr<route_state>> routes_;   // guarded by mutex_, append only
     std::size_t routes_added_ = 0;                        // guarded by mutex_
+    std::atomic<std::size_t> route_count_{0};             // routes_.size(), for io_routes()
+    std::vector<const route_state*> io_routes_;           // the I/O thread's only
+    std::vector<detail::settled_delivery> acks_;          // the I/O thread's only (send_acks)
     std::atomic<std::size_t> subscribed_{0};
     std::string last_error_;                              // guarded by mutex_
     bool stopped_ = false;                                // guarded by mutex_

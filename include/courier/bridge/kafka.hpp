@@ -221,7 +221,10 @@ public:
         if (m.payload.size() > caps_.max_message_bytes)
             return unexpected(errc::limit_exceeded, "[courier.bridge.kafka.too_large] payload of " + std::to_string(m.payload.size()) +
                                                         " bytes exceeds max_message_bytes " + std::to_string(caps_.max_message_bytes));
-        if (auto r = check_topic(m.topic); !r) return r;
+        if (m.topic.empty() || m.topic != last_checked_topic_) {  // a route sends to one topic: checked once, not per message
+            if (auto r = check_topic(m.topic); !r) return r;
+            last_checked_topic_ = m.topic;
+        }
         rd_kafka_headers_t* hdrs = rd_kafka_headers_new(m.headers.size() + 3);
         bool has_id = false, has_type = false, has_key = false;
         for (auto& [k, v] : m.headers) {
@@ -279,7 +282,7 @@ public:
     }
 
     result<void> poll(duration max_wait, std::size_t max_messages, const std::function<void(publish_confirm)>& on_confirm,
-                      const std::function<void(inbound_message)>& on_message) override {
+                      const std::function<void(inbound_message&&)>& on_message) override {
         if (producer_ == nullptr)
             return unexpected(errc::closed, "[courier.bridge.kafka.not_connected] poll while not connected to " + options_.brokers);
         const auto deadline = std::chrono::steady_clock::now() + max_wait;
@@ -576,7 +579,7 @@ private:
     }
 
     /// One consumed message (or consumer event); true when it went to `on_message`.
-    bool take(consumer& c, rd_kafka_message_t* msg, const std::function<void(inbound_message)>& on_message) {
+    bool take(consumer& c, rd_kafka_message_t* msg, const std::function<void(inbound_message&&)>& on_message) {
         if (msg->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
             if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
                 ++stats_.errors;
@@ -586,8 +589,9 @@ private:
             return false;
         }
         const char* topic = rd_kafka_topic_name(msg->rkt);
-        inbound_message in = detail::kafka_read_record(
-            topic != nullptr ? std::string_view(topic) : std::string_view(), detail::kafka_bytes(msg->key, msg->key_len),
+        inbound_message& in = scratch_;
+        detail::kafka_read_record_into(
+            in, topic != nullptr ? std::string_view(topic) : std::string_view(), detail::kafka_bytes(msg->key, msg->key_len),
             detail::kafka_bytes(msg->payload, msg->len), [msg](auto&& visit) {
                 rd_kafka_headers_t* hdrs = nullptr;
                 if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR || hdrs == nullptr) return;
@@ -598,7 +602,7 @@ private:
                     visit(name != nullptr ? std::string_view(name) : std::string_view(), detail::kafka_bytes(value, size));
             });
         auto& m = in.message;
-        in.tag.id = m.topic;
+        in.tag.id.assign(m.topic);
         in.tag.partition = msg->partition;
         in.tag.number = static_cast<std::uint64_t>(msg->offset);
         auto part = c.outstanding.find(partition_key{m.topic, msg->partition});
@@ -609,7 +613,7 @@ private:
         }
         rd_kafka_message_destroy(msg);
         ++stats_.delivered;
-        on_message(std::move(in));
+        on_message(std::move(in));  // may hand older buffers back to scratch_, for the next record
         return true;
     }
 
@@ -703,6 +707,8 @@ private:
     std::map<std::string, std::unique_ptr<consumer>> consumers_;
     std::vector<ingest_spec> specs_;
     std::vector<publish_confirm> reports_;
+    inbound_message scratch_;  // each consumed record is read into it (see take)
+    std::string last_checked_topic_;  // the last topic publish found valid
     std::string fanout_group_;
     bool connected_ = false;
     bool lost_ = false;

@@ -222,7 +222,7 @@ public:
     }
 
     result<void> poll(duration max_wait, std::size_t max_messages, const std::function<void(publish_confirm)>& on_confirm,
-                      const std::function<void(inbound_message)>& on_message) override {
+                      const std::function<void(inbound_message&&)>& on_message) override {
         std::vector<std::uint64_t> confirms;
         std::vector<inbound_message> out;
         {

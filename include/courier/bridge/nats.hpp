@@ -560,7 +560,7 @@ public:
     }
 
     result<void> poll(duration max_wait, std::size_t max_messages, const std::function<void(publish_confirm)>& on_confirm,
-                      const std::function<void(inbound_message)>& on_message) override {
+                      const std::function<void(inbound_message&&)>& on_message) override {
         if (nc_ == nullptr) return unexpected(errc::closed, "[courier.bridge.nats.not_connected] poll while not connected to " + options_.url);
         // Core NATS: everything published before a successful flush reached the server.
         if (!unflushed_.empty()) {

@@ -277,7 +277,7 @@ public:
     }
 
     result<void> poll(duration max_wait, std::size_t max_messages, const std::function<void(publish_confirm)>& on_confirm,
-                      const std::function<void(inbound_message)>& on_message) override {
+                      const std::function<void(inbound_message&&)>& on_message) override {
         if (!connected()) return lost_connection("poll");
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(max_wait);
         if (max_messages == 0) max_messages = 1;

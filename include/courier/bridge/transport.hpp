@@ -114,10 +114,12 @@ public:
 
     /// Drives I/O for at most `max_wait`: hands confirms to `on_confirm` and deliveries to
     /// `on_message`, at most `max_messages` deliveries per call. Returns an error when the
-    /// connection is lost.
+    /// connection is lost. `on_message` takes the message's contents and may leave older
+    /// buffers in their place: a transport that fills one inbound_message again for each
+    /// delivery reuses their capacity instead of allocating its strings per message.
     virtual result<void> poll(duration max_wait, std::size_t max_messages,
                               const std::function<void(publish_confirm)>& on_confirm,
-                              const std::function<void(inbound_message)>& on_message) = 0;
+                              const std::function<void(inbound_message&&)>& on_message) = 0;
 
     /// Settles an inbound message: the local handlers finished (ack) or it was dead-lettered
     /// locally and must not come back (ack as well); `nack` asks the broker to redeliver or to

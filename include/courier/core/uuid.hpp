@@ -117,6 +117,25 @@ public:
         if (text.size() != text_size)
             return fail("expected " + std::to_string(text_size) +
                         " characters (8-4-4-4-12 hex digits), got " + std::to_string(text.size()));
+        if (text[8] == '-' && text[13] == '-' && text[18] == '-' && text[23] == '-') {
+            // The common case, without a branch per digit: a digit outside [0-9a-fA-F] sets the
+            // high bits of `bad` and the loop below names it.
+            static constexpr unsigned char at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
+                                                     19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
+            std::uint64_t hi = 0, lo = 0;
+            unsigned bad = 0;
+            for (int k = 0; k < 16; ++k) {
+                const unsigned v = hex_digit_value(text[at[k]]);
+                bad |= v;
+                hi = (hi << 4) | (v & 0xF);
+            }
+            for (int k = 16; k < 32; ++k) {
+                const unsigned v = hex_digit_value(text[at[k]]);
+                bad |= v;
+                lo = (lo << 4) | (v & 0xF);
+            }
+            if (bad < 16) return from_u64(hi, lo);
+        }
         std::uint64_t words[2] = {0, 0};
         int nibbles = 0;
         for (std::size_t i = 0; i < text.size(); ++i) {
@@ -139,6 +158,20 @@ public:
     friend constexpr std::strong_ordering operator<=>(const uuid&, const uuid&) noexcept = default;
 
 private:
+    // 0-15 for a hex digit, 0x100 for any other byte.
+    static unsigned hex_digit_value(char c) noexcept {
+        static constexpr auto table = [] {
+            std::array<std::uint16_t, 256> t{};
+            for (auto& v : t) v = 0x100;
+            for (int i = 0; i < 10; ++i) t['0' + i] = static_cast<std::uint16_t>(i);
+            for (int i = 0; i < 6; ++i) {
+                t['a' + i] = static_cast<std::uint16_t>(10 + i);
+                t['A' + i] = static_cast<std::uint16_t>(10 + i);
+            }
+            return t;
+        }();
+        return table[static_cast<unsigned char>(c)];
+    }
     static constexpr int hex_value(char c) noexcept {
         if (c >= '0' && c <= '9') return c - '0';
         if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -3,6 +3,8 @@
 // base64, with the text too when it is UTF-8).
 #pragma once
 
+#include <courier/bridge/detail/canonical_json.hpp>
+#include <courier/bridge/detail/utf8.hpp>
 #include <courier/bridge/transport.hpp>
 #include <courier/bus/dead_letter_store.hpp>
 #include <courier/core/clock.hpp>
@@ -16,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -30,41 +33,6 @@ inline constexpr std::string_view header_event_type = "courier-event-type";
 inline constexpr std::string_view header_key = "courier-key";
 /// The event type of the envelope a bridge dead-letters undecodable input under.
 inline constexpr std::string_view undecodable_event_type = "courier.bridge.undecodable.v1";
-
-inline bool valid_utf8(std::string_view s) noexcept {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        std::size_t n = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1;
-            cp = c & 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2;
-            cp = c & 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + n >= s.size()) return false;
-        for (std::size_t k = 1; k <= n; ++k) {
-            const auto d = static_cast<unsigned char>(s[i + k]);
-            if ((d & 0xC0) != 0x80) return false;
-            cp = (cp << 6) | (d & 0x3F);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return false;
-        i += n + 1;
-    }
-    return true;
-}
 
 inline std::string base64(std::string_view in) {
     static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -135,10 +103,12 @@ public:
         e.version = name->version();
         std::size_t data_depth = 0;
         if (!r.lit(",\"data\":") || !r.value(v, data_depth) || 1 + data_depth > limits.max_depth) return std::nullopt;
-        try {
-            e.data = nlohmann::json::parse(v.begin(), v.end());
-        } catch (const nlohmann::json::exception&) {
-            return std::nullopt;
+        if (!canonical_json::parse(v, e.data)) {
+            try {
+                e.data = nlohmann::json::parse(v.begin(), v.end());
+            } catch (const nlohmann::json::exception&) {
+                return std::nullopt;
+            }
         }
         if (!r.lit(",\"metadata\":{\"producer\":") || !r.str(v)) return std::nullopt;
         e.metadata.producer.assign(v);
@@ -167,28 +137,15 @@ private:
     explicit canonical_reader(std::string_view t) noexcept : t_(t) {}
 
     bool at_end() const noexcept { return i_ == t_.size(); }
-    bool lit(std::string_view l) noexcept {
-        if (t_.compare(i_, l.size(), l) != 0) return false;
-        i_ += l.size();
+    // A literal of known length: the comparison is a few inlined loads, not a memcmp call.
+    template <std::size_t N>
+    bool lit(const char (&l)[N]) noexcept {
+        constexpr std::size_t n = N - 1;
+        if (t_.size() - i_ < n || std::memcmp(t_.data() + i_, l, n) != 0) return false;
+        i_ += n;
         return true;
     }
-    // A string without escapes or control characters, valid UTF-8 (what the parser would accept
-    // and give back unchanged).
-    bool str(std::string_view& out) noexcept {
-        if (i_ >= t_.size() || t_[i_] != '"') return false;
-        const std::size_t start = ++i_;
-        bool ascii = true;
-        for (; i_ < t_.size(); ++i_) {
-            const auto c = static_cast<unsigned char>(t_[i_]);
-            if (c == '"') break;
-            if (c == '\\' || c < 0x20) return false;
-            if (c >= 0x80) ascii = false;
-        }
-        if (i_ == t_.size()) return false;
-        out = t_.substr(start, i_ - start);
-        ++i_;
-        return ascii || valid_utf8(out);
-    }
+    bool str(std::string_view& out) noexcept { return read_plain_json_string(t_, i_, out); }
     bool integer(std::int64_t& out) noexcept {
         bool negative = false;
         if (i_ < t_.size() && t_[i_] == '-') {

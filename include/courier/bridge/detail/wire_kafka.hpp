@@ -20,27 +20,47 @@ inline std::string_view kafka_bytes(const void* data, std::size_t size) noexcept
     return data != nullptr ? std::string_view(static_cast<const char*>(data), size) : std::string_view();
 }
 
-/// A Kafka record in courier's wire form. `for_each_header(visit)` calls
-/// `visit(std::string_view name, std::string_view value)` once per header, in order. Every header
-/// is kept; `courier-event-id` and `courier-event-type` fill the fields of that name (the last
-/// one wins), and `courier-key` gives the key only when the record has none of its own (the
-/// first non-empty one).
+/// A Kafka record in courier's wire form, written over `in` (its strings keep their capacity,
+/// so a transport that reads every record into one inbound_message allocates only for what
+/// outgrows it). `for_each_header(visit)` calls `visit(std::string_view name, std::string_view
+/// value)` once per header, in order. Every header is kept; `courier-event-id` and
+/// `courier-event-type` fill the fields of that name (the last one wins), and `courier-key`
+/// gives the key only when the record has none of its own (the first non-empty one). The tag
+/// and the delivery count are reset (the caller sets them).
 ///
-/// Complexity: linear in the headers; the allocations are the copies of topic, key, value and headers.
+/// Complexity: linear in the headers.
 template <class ForEachHeader>
-inbound_message kafka_read_record(std::string_view topic, std::string_view key, std::string_view value,
-                                  ForEachHeader&& for_each_header) {
-    inbound_message in;
+void kafka_read_record_into(inbound_message& in, std::string_view topic, std::string_view key, std::string_view value,
+                            ForEachHeader&& for_each_header) {
     auto& m = in.message;
     m.topic.assign(topic);
     m.key.assign(key);
     m.payload.assign(value);
+    m.event_id.clear();
+    m.event_type.clear();
+    std::size_t headers = 0;
     std::forward<ForEachHeader>(for_each_header)([&](std::string_view k, std::string_view v) {
         if (k == "courier-event-id") m.event_id.assign(v);
         else if (k == "courier-event-type") m.event_type.assign(v);
         else if (k == "courier-key" && m.key.empty()) m.key.assign(v);
-        m.headers.emplace_back(std::string(k), std::string(v));
+        if (headers == m.headers.size()) m.headers.emplace_back();
+        m.headers[headers].first.assign(k);
+        m.headers[headers].second.assign(v);
+        ++headers;
     });
+    m.headers.resize(headers);
+    in.tag.id.clear();
+    in.tag.number = 0;
+    in.tag.partition = -1;
+    in.delivery_count = 1;
+}
+
+/// A Kafka record in courier's wire form, in a new inbound_message (see kafka_read_record_into).
+template <class ForEachHeader>
+inbound_message kafka_read_record(std::string_view topic, std::string_view key, std::string_view value,
+                                  ForEachHeader&& for_each_header) {
+    inbound_message in;
+    kafka_read_record_into(in, topic, key, value, std::forward<ForEachHeader>(for_each_header));
     return in;
 }
 

@@ -278,7 +278,7 @@ struct typed_message final : message_base, pooled_allocation<typed_message<T>> {
 };
 
 /// A dynamic event published as an envelope: the data is JSON already.
-struct envelope_message final : message_base {
+struct envelope_message final : message_base, pooled_allocation<envelope_message> {  // made by a bridge's thread, freed by a worker
     envelope env;
 
     explicit envelope_message(envelope e) : env(std::move(e)) {
@@ -300,12 +300,7 @@ struct envelope_message final : message_base {
         }
         if (!env.metadata.trace_id.empty() || !env.metadata.correlation_id.empty() ||
             !env.metadata.producer.empty() || !env.headers.empty()) {
-            auto t = std::make_shared<trace_data>();
-            t->trace_id = env.metadata.trace_id;
-            t->correlation_id = env.metadata.correlation_id;
-            t->producer = env.metadata.producer;
-            t->headers = env.headers;
-            set_trace(std::move(t));
+            set_trace(shared_trace_of(env));
         }
     }
 
@@ -327,6 +322,23 @@ struct envelope_message final : message_base {
     std::function<void()> on_settled;
 
     static void destroy(message_base* m) noexcept { delete static_cast<envelope_message*>(m); }
+
+    // An ingested stream mostly repeats one producer and no trace (a bridge's input): the trace
+    // data is immutable and shared, so a run of equal ones shares the thread's last one instead
+    // of an allocation each.
+    static std::shared_ptr<const trace_data> shared_trace_of(const envelope& e) {
+        thread_local std::shared_ptr<const trace_data> last;
+        if (last && e.headers.empty() && last->headers.empty() && last->producer == e.metadata.producer &&
+            last->trace_id == e.metadata.trace_id && last->correlation_id == e.metadata.correlation_id)
+            return last;
+        auto t = std::make_shared<trace_data>();
+        t->trace_id = e.metadata.trace_id;
+        t->correlation_id = e.metadata.correlation_id;
+        t->producer = e.metadata.producer;
+        t->headers = e.headers;
+        if (e.headers.empty()) last = t;
+        return t;
+    }
     static const nlohmann::json* data_in_place(const message_base& m) noexcept {
         return &static_cast<const envelope_message&>(m).env.data;
     }

@@ -1,0 +1,159 @@
+// Builds the document of an envelope's `data` in one pass over its text, for the common form
+// nlohmann's dump() writes: no white space, no escapes, integers without fractions. The
+// library's own parser goes through a lexer that copies every token into a buffer, asks the
+// locale for its decimal point and converts numbers with strtoull; on a bridge's ingest that
+// was a fifth of the thread's time. Anything outside that form is refused, and the caller
+// parses the text with nlohmann::json::parse, which gives the same document for all that this
+// accepts (tests/bridge/wire_fast.test.cpp compares the two).
+#pragma once
+
+#include <courier/bridge/detail/utf8.hpp>
+#include <courier/core/config.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+
+COURIER_BEGIN_NAMESPACE
+namespace bridge::detail {
+
+/// Reads the JSON string at `t[i]` when it has no escapes or control characters and is valid
+/// UTF-8 (a parser gives such a string back unchanged): `out` views its contents, `i` moves past
+/// its closing quote. False for anything else.
+inline bool read_plain_json_string(std::string_view t, std::size_t& i, std::string_view& out) noexcept {
+    // One table look-up per byte: 0 plain ASCII, 1 the closing quote, 2 an escape or a control
+    // character, 3 a byte of a multi-byte sequence.
+    static constexpr auto kind = [] {
+        std::array<std::uint8_t, 256> k{};
+        for (int c = 0; c < 0x20; ++c) k[static_cast<std::size_t>(c)] = 2;
+        k['"'] = 1;
+        k['\\'] = 2;
+        for (int c = 0x80; c < 0x100; ++c) k[static_cast<std::size_t>(c)] = 3;
+        return k;
+    }();
+    if (i >= t.size() || t[i] != '"') return false;
+    const std::size_t start = ++i;
+    bool ascii = true;
+    for (; i < t.size(); ++i) {
+        const std::uint8_t k = kind[static_cast<unsigned char>(t[i])];
+        if (COURIER_LIKELY(k == 0)) continue;
+        if (k == 1) break;
+        if (k == 2) return false;
+        ascii = false;
+    }
+    if (i == t.size()) return false;
+    out = t.substr(start, i - start);
+    ++i;
+    return ascii || valid_utf8(out);
+}
+
+class canonical_json {
+public:
+    /// True when `text` is one JSON value of that form; `out` is then its document. On false,
+    /// `out` holds a partial document the caller must replace.
+    static bool parse(std::string_view text, nlohmann::json& out) {
+        canonical_json p(text);
+        return p.value(out, 0) && p.i_ == text.size();
+    }
+
+private:
+    // Deeper documents go to nlohmann's parser, which does not recurse.
+    static constexpr std::size_t max_depth = 64;
+    // 19 digits always fit a uint64 (a nanosecond timestamp has 19); longer numbers, and
+    // negative ones below the int64 range, are the library's to judge.
+    static constexpr std::size_t max_digits = 19;
+
+    explicit canonical_json(std::string_view t) noexcept : t_(t) {}
+
+    bool value(nlohmann::json& out, std::size_t depth) {
+        if (i_ >= t_.size()) return false;
+        switch (t_[i_]) {
+        case '{': return depth < max_depth && object(out, depth + 1);
+        case '[': return depth < max_depth && array(out, depth + 1);
+        case '"': {
+            std::string_view s;
+            if (!str(s)) return false;
+            out = std::string(s);
+            return true;
+        }
+        case 't': return word("true") && (out = true, true);
+        case 'f': return word("false") && (out = false, true);
+        case 'n': return word("null") && (out = nullptr, true);
+        default: return number(out);
+        }
+    }
+
+    bool object(nlohmann::json& out, std::size_t depth) {
+        ++i_;
+        out = nlohmann::json::object();
+        if (eat('}')) return true;
+        auto& members = out.get_ref<nlohmann::json::object_t&>();
+        for (;;) {
+            std::string_view key;
+            if (!str(key) || !eat(':')) return false;
+            nlohmann::json v;
+            if (!value(v, depth)) return false;
+            members.insert_or_assign(std::string(key), std::move(v));  // a repeated key: the last wins, as in the library
+            if (eat(',')) continue;
+            return eat('}');
+        }
+    }
+
+    bool array(nlohmann::json& out, std::size_t depth) {
+        ++i_;
+        out = nlohmann::json::array();
+        if (eat(']')) return true;
+        auto& items = out.get_ref<nlohmann::json::array_t&>();
+        for (;;) {
+            items.emplace_back();
+            if (!value(items.back(), depth)) return false;
+            if (eat(',')) continue;
+            return eat(']');
+        }
+    }
+
+    // As the library types them: a non-negative integer is unsigned, a negative one (and -0) signed.
+    bool number(nlohmann::json& out) {
+        const bool negative = t_[i_] == '-';
+        if (negative) ++i_;
+        const std::size_t start = i_;
+        std::uint64_t v = 0;
+        while (i_ < t_.size() && t_[i_] >= '0' && t_[i_] <= '9') v = v * 10 + static_cast<std::uint64_t>(t_[i_++] - '0');
+        const std::size_t digits = i_ - start;
+        if (digits == 0 || digits > max_digits || (t_[start] == '0' && digits > 1)) return false;
+        if (i_ < t_.size() && (t_[i_] == '.' || t_[i_] == 'e' || t_[i_] == 'E')) return false;  // a fraction: the library's
+        if (!negative) {
+            out = v;
+            return true;
+        }
+        constexpr std::uint64_t int64_magnitude_max = std::uint64_t{1} << 63;
+        if (v > int64_magnitude_max) return false;
+        out = v == int64_magnitude_max ? std::numeric_limits<std::int64_t>::min() : -static_cast<std::int64_t>(v);
+        return true;
+    }
+
+    bool str(std::string_view& out) noexcept { return read_plain_json_string(t_, i_, out); }
+
+    bool word(std::string_view w) noexcept {
+        if (t_.compare(i_, w.size(), w) != 0) return false;
+        i_ += w.size();
+        return true;
+    }
+
+    bool eat(char c) noexcept {
+        if (i_ >= t_.size() || t_[i_] != c) return false;
+        ++i_;
+        return true;
+    }
+
+    std::string_view t_;
+    std::size_t i_ = 0;
+};
+
+}  // namespace bridge::detail
+COURIER_END_NAMESPACE
