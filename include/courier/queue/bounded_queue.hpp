@@ -138,6 +138,11 @@ public:
     /// As push, waiting at most `timeout` for room: ok | timeout | closed (block); other
     /// policies as try_push. On timeout or closed the caller keeps `v`.
     queue_status push_for(T&& v, std::chrono::nanoseconds timeout) {
+        // Room at once, the common case, needs no deadline: the clock is read only to wait.
+        if (policy_ == overflow_policy::block) {
+            if (COURIER_UNLIKELY(closed_.load(std::memory_order_relaxed))) return queue_status::closed;
+            if (COURIER_LIKELY(enqueue(v))) return queue_status::ok;
+        }
         return push_until(std::move(v), deadline_after(timeout));
     }
 
