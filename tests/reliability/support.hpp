@@ -258,7 +258,7 @@ public:
     courier::result<void> subscribe(const courier::bridge::ingest_spec& spec) override { return inner_->subscribe(spec); }
     courier::result<void> poll(courier::duration max_wait, std::size_t max_messages,
                                const std::function<void(courier::bridge::publish_confirm)>& on_confirm,
-                               const std::function<void(courier::bridge::inbound_message)>& on_message) override {
+                               const std::function<void(courier::bridge::inbound_message&&)>& on_message) override {
         return inner_->poll(max_wait, max_messages, on_confirm, on_message);
     }
     courier::result<void> ack(const courier::bridge::ingest_spec& spec, const courier::bridge::delivery_tag& tag) override {
