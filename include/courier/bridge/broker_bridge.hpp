@@ -305,7 +305,6 @@ public:
             std::lock_guard lock(mutex_);
             if (stopped_) return unexpected(errc::closed, "[courier.bridge.stopped] bridge '" + core_->options.name + "' is stopped");
             routes_.push_back(std::make_unique<route_state>(route_state{std::move(spec), false}));
-            ++routes_added_;
             route_count_.store(routes_.size(), std::memory_order_release);
         }
         core_->kick();
@@ -317,7 +316,7 @@ public:
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
         for (;;) {
             if (core_->connected.load(std::memory_order_acquire) &&
-                subscribed_.load(std::memory_order_acquire) == routes_added_snapshot())
+                subscribed_.load(std::memory_order_acquire) == route_count_.load(std::memory_order_acquire))
                 return true;
             if (std::chrono::steady_clock::now() >= deadline) return false;
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -415,10 +414,6 @@ private:
         ingest_spec spec;
         bool subscribed = false;
     };
-    std::size_t routes_added_snapshot() const {
-        std::lock_guard lock(mutex_);
-        return routes_added_;
-    }
 
     static void enqueue(detail::bridge_core& core, detail::outbound_item w) {
         core.unsettled.fetch_add(1, std::memory_order_relaxed);
@@ -747,8 +742,7 @@ private:
     mutable std::mutex mutex_;
     std::vector<subscription> forwards_;                  // guarded by mutex_
     std::vector<std::unique_ptr<route_state>> routes_;   // guarded by mutex_, append only
-    std::size_t routes_added_ = 0;                        // guarded by mutex_
-    std::atomic<std::size_t> route_count_{0};             // routes_.size(), for io_routes()
+    std::atomic<std::size_t> route_count_{0};             // routes_.size(), read without the lock
     std::vector<const route_state*> io_routes_;           // the I/O thread's only
     std::vector<detail::settled_delivery> acks_;          // the I/O thread's only (send_acks)
     std::atomic<std::size_t> subscribed_{0};

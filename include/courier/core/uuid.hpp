@@ -117,40 +117,24 @@ public:
         if (text.size() != text_size)
             return fail("expected " + std::to_string(text_size) +
                         " characters (8-4-4-4-12 hex digits), got " + std::to_string(text.size()));
-        if (text[8] == '-' && text[13] == '-' && text[18] == '-' && text[23] == '-') {
-            // The common case, without a branch per digit: a digit outside [0-9a-fA-F] sets the
-            // high bits of `bad` and the loop below names it.
-            static constexpr unsigned char at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
-                                                     19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
-            std::uint64_t hi = 0, lo = 0;
-            unsigned bad = 0;
-            for (int k = 0; k < 16; ++k) {
-                const unsigned v = hex_digit_value(text[at[k]]);
-                bad |= v;
-                hi = (hi << 4) | (v & 0xF);
-            }
-            for (int k = 16; k < 32; ++k) {
-                const unsigned v = hex_digit_value(text[at[k]]);
-                bad |= v;
-                lo = (lo << 4) | (v & 0xF);
-            }
-            if (bad < 16) return from_u64(hi, lo);
-        }
+        // One pass without a branch per digit: a byte that is no hex digit sets the high bits of
+        // `bad`, and only then does the loop below look for the first problem to name it.
+        static constexpr unsigned char digit_at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
+                                                       19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
         std::uint64_t words[2] = {0, 0};
-        int nibbles = 0;
-        for (std::size_t i = 0; i < text.size(); ++i) {
-            const char c = text[i];
-            if (i == 8 || i == 13 || i == 18 || i == 23) {
-                if (c != '-') return fail("expected '-' at offset " + std::to_string(i));
-                continue;
-            }
-            const int v = hex_value(c);
-            if (v < 0) return fail("invalid hex digit at offset " + std::to_string(i));
-            auto& w = words[nibbles / 16];
-            w = (w << 4) | static_cast<std::uint64_t>(v);
-            ++nibbles;
+        unsigned bad = 0;
+        for (int k = 0; k < 32; ++k) {
+            const unsigned v = hex_digit_value(text[digit_at[k]]);
+            bad |= v;
+            words[k / 16] = (words[k / 16] << 4) | (v & 0xF);
         }
-        return from_u64(words[0], words[1]);
+        if (bad < 16 && text[8] == '-' && text[13] == '-' && text[18] == '-' && text[23] == '-') return from_u64(words[0], words[1]);
+        for (std::size_t i = 0; i < text.size(); ++i) {
+            const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+            if (dash && text[i] != '-') return fail("expected '-' at offset " + std::to_string(i));
+            if (!dash && hex_digit_value(text[i]) > 15) return fail("invalid hex digit at offset " + std::to_string(i));
+        }
+        return from_u64(words[0], words[1]);  // not reached: the loop above names the problem
     }
 
     friend constexpr bool operator==(const uuid&, const uuid&) noexcept = default;
@@ -171,12 +155,6 @@ private:
             return t;
         }();
         return table[static_cast<unsigned char>(c)];
-    }
-    static constexpr int hex_value(char c) noexcept {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
     }
 
     // Two big-endian words rather than a byte array: comparison and hashing are two integer

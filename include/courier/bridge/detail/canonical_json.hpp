@@ -1,4 +1,5 @@
-// Builds the document of an envelope's `data` in one pass over its text, for the common form
+// Builds the document of an envelope's `data` in one pass over its text (delimiting it and
+// measuring its depth on the way), for the common form
 // nlohmann's dump() writes: no white space, no escapes, integers without fractions. The
 // library's own parser goes through a lexer that copies every token into a buffer, asks the
 // locale for its decimal point and converts numbers with strtoull; on a bridge's ingest that
@@ -57,8 +58,19 @@ public:
     /// True when `text` is one JSON value of that form; `out` is then its document. On false,
     /// `out` holds a partial document the caller must replace.
     static bool parse(std::string_view text, nlohmann::json& out) {
+        std::size_t pos = 0, depth = 0;
+        return parse_prefix(text, pos, out, depth) && pos == text.size();
+    }
+    /// Reads one value of that form at `text[pos]` (what follows it is the caller's): on true,
+    /// `out` is its document, `pos` is past it and `depth` its nesting (1 for an object or array
+    /// of scalars, 0 for a scalar). On false `pos` is unchanged and `out` must be replaced.
+    static bool parse_prefix(std::string_view text, std::size_t& pos, nlohmann::json& out, std::size_t& depth) {
         canonical_json p(text);
-        return p.value(out, 0) && p.i_ == text.size();
+        p.i_ = pos;
+        if (!p.value(out, 0)) return false;
+        pos = p.i_;
+        depth = p.deepest_;
+        return true;
     }
 
 private:
@@ -72,6 +84,7 @@ private:
 
     bool value(nlohmann::json& out, std::size_t depth) {
         if (i_ >= t_.size()) return false;
+        if ((t_[i_] == '{' || t_[i_] == '[') && depth + 1 > deepest_) deepest_ = depth + 1;
         switch (t_[i_]) {
         case '{': return depth < max_depth && object(out, depth + 1);
         case '[': return depth < max_depth && array(out, depth + 1);
@@ -153,6 +166,7 @@ private:
 
     std::string_view t_;
     std::size_t i_ = 0;
+    std::size_t deepest_ = 0;
 };
 
 }  // namespace bridge::detail

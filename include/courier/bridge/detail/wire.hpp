@@ -102,8 +102,12 @@ public:
         if (!r.lit(",\"version\":") || !r.integer(version) || version != name->version()) return std::nullopt;
         e.version = name->version();
         std::size_t data_depth = 0;
-        if (!r.lit(",\"data\":") || !r.value(v, data_depth) || 1 + data_depth > limits.max_depth) return std::nullopt;
-        if (!canonical_json::parse(v, e.data)) {
+        if (!r.lit(",\"data\":")) return std::nullopt;
+        if (r.json_value(e.data, data_depth)) {
+            if (1 + data_depth > limits.max_depth) return std::nullopt;
+        } else {
+            // Another form (a fraction, an escape, white space): delimit it, then the library parses it.
+            if (!r.value(v, data_depth) || 1 + data_depth > limits.max_depth) return std::nullopt;
             try {
                 e.data = nlohmann::json::parse(v.begin(), v.end());
             } catch (const nlohmann::json::exception&) {
@@ -146,6 +150,8 @@ private:
         return true;
     }
     bool str(std::string_view& out) noexcept { return read_plain_json_string(t_, i_, out); }
+    // The value at i_ in canonical_json's form, read and measured in one pass.
+    bool json_value(nlohmann::json& out, std::size_t& depth) { return canonical_json::parse_prefix(t_, i_, out, depth); }
     bool integer(std::int64_t& out) noexcept {
         bool negative = false;
         if (i_ < t_.size() && t_[i_] == '-') {
