@@ -297,7 +297,10 @@ private:
         alignas(cache_line_size) std::atomic<std::int64_t> claimed{0};         // capacity claimed, ever
         alignas(cache_line_size) std::atomic<std::uint64_t> popped{0};         // ever
         alignas(cache_line_size) std::atomic<std::uint32_t> scheduled{0};  // drain tasks posted or running
-        op_slot drain_slot;  // where a posted drain is built (a serial lane has one at a time)
+        // Where a posted drain is built (a serial lane has one at a time). Not on the line of
+        // `scheduled`, which every publish reads: a streaming drain re-posts itself every
+        // batch, and each re-post would take that line from the publisher's core.
+        alignas(cache_line_size) op_slot drain_slot;
         // Owned by the single drainer of a serial/keyed lane: messages popped but held back
         // behind a failed one that waits for its retry, in order. (A line of its own: the
         // publishers write the drain slot above.)
@@ -787,8 +790,10 @@ private:
     std::uint32_t max_drainers_ = 1;
     std::int64_t claim_chunk_ = 1;
     bool asymmetric_ = membarrier_available();
-    alignas(cache_line_size) std::atomic<bool> active_{true};
-    std::atomic<long> inflight_{0};
+    // Read by every publish, written only by unsubscribe: kept with the read-only fields,
+    // away from the counters below that each drain writes.
+    std::atomic<bool> active_{true};
+    alignas(cache_line_size) std::atomic<long> inflight_{0};
     std::atomic<std::size_t> closing_discards_{0};  // handed back outside discard_lane during shutdown
     std::atomic<long> retries_pending_{0};
     std::mutex retry_mutex_;
