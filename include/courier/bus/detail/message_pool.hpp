@@ -9,16 +9,21 @@
 #include <courier/detail/moodycamel.hpp>
 
 #include <cstddef>
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#include <cpuid.h>
-#endif
 #include <new>
 #include <algorithm>
+
+// x86 without -mprfchw: PREFETCHW is used where CPUID reports it (see prefetch_for_write).
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__PRFCHW__)
+#include <cpuid.h>
+#define COURIER_PREFETCHW_BY_CPUID 1
+#else
+#define COURIER_PREFETCHW_BY_CPUID 0
+#endif
 
 COURIER_BEGIN_NAMESPACE
 namespace detail {
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__PRFCHW__)
+#if COURIER_PREFETCHW_BY_CPUID
 /// PREFETCHW (CPUID 0x80000001 ECX bit 8). Without -mprfchw, __builtin_prefetch(p, 1) emits a
 /// read prefetch, which fetches the line shared: the write that follows still has to take it
 /// from the other core. Read once at start-up; false until then, which only skips hints.
@@ -31,7 +36,7 @@ inline const bool cpu_has_prefetchw = [] {
 /// Asks for the line at `p` in a writable (exclusive) state, so a store to a line another
 /// core wrote last does not wait for the transfer. A hint: nothing is dereferenced.
 inline void prefetch_for_write(const void* p) noexcept {
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && !defined(__PRFCHW__)
+#if COURIER_PREFETCHW_BY_CPUID
     if (cpu_has_prefetchw) asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
     else __builtin_prefetch(p, 1, 3);
 #elif defined(__GNUC__) || defined(__clang__)
