@@ -408,7 +408,7 @@ TEST_CASE("the CRC-32 of the file journal reads eight bytes a step and agrees wi
     CHECK(courier::detail::crc32(std::string("123456789")) == 0xCBF43926u);
 }
 
-TEST_CASE("the memory journal gives back every field, reuses finished sagas' lists, and keeps finished ones on request", "[saga][journal]") {
+TEST_CASE("the memory journal gives back every field, lets go of finished sagas, and keeps finished ones on request", "[saga][journal]") {
     courier::memory_journal j;
     auto id = [](std::uint64_t n) { return courier::uuid::from_u64(n, n); };
     courier::journal_record r;
@@ -446,9 +446,9 @@ TEST_CASE("the memory journal gives back every field, reuses finished sagas' lis
     CHECK(back[1].error == "late");
     CHECK(back[1].due == s.due);
     CHECK(back[1].saga_id == id(1));
-    // Many sagas start and finish: the lists are reused, nothing of a finished saga remains,
+    // Many sagas start and finish: nothing of a finished saga remains,
     // and records of interleaved sagas stay with their own saga.
-    for (std::uint64_t n = 2; n < 2 + 3 * courier::memory_journal::spare_lists; ++n) {
+    for (std::uint64_t n = 2; n < 2 + 1536; ++n) {
         courier::journal_record a;
         a.saga_id = id(n);
         a.op = courier::journal_op::started;
@@ -527,4 +527,96 @@ TEST_CASE("a saga's correlation id survives recovery, and the saga id stands in 
     CHECK(sagas.query(implicit)->correlation_id == implicit.to_string());
     REQUIRE(seen.size() == 2);
     for (auto& [saga, corr] : seen) CHECK(corr == (saga == given.to_string() ? "order-42" : saga));
+}
+
+TEST_CASE("a saga of many records keeps them all across recovery, and its query shows every attempt", "[saga][recovery]") {
+    // 25 attempts of one step: 50 records, past the log's inline records and over two chunks.
+    courier::memory_journal journal;
+    courier::manual_clock clk;
+    int attempts = 0;
+    courier::saga_definition<trip> def{"test.trip.many.v1"};
+    auto policy = courier::retry_policy::fixed(1s, 40);
+    policy.jitter = 0;
+    def.step("flaky", [&](trip& t) {
+           if (++attempts < 25) throw std::runtime_error("busy " + std::to_string(attempts));
+           t.booked.push_back("flaky");
+       }, {.retry = policy})
+        .step("done", [](trip& t) { t.booked.push_back("done"); });
+    courier::uuid id;
+    {
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &journal});
+        id = sagas.start(def, trip{}).value();
+        rt.poll();
+        for (int i = 0; i < 19; ++i) rt.advance(1s);
+        CHECK(attempts == 20);
+        auto info = sagas.query(id).value();
+        REQUIRE(info.history.size() == 20);
+        CHECK(info.history[18].error == "busy 19");
+        CHECK(info.history[19].error == "busy 20");  // and the retry is due
+        CHECK(journal.load()->size() == 1 + 2 * 20);
+    }
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    REQUIRE(sagas.add(def));
+    REQUIRE(sagas.recover()->resumed == 1);
+    CHECK(journal.sagas() == 1);  // the recovered saga's log took the place of the old one
+    CHECK(sagas.query(id)->history.size() == 20);
+    for (int i = 0; i < 5; ++i) rt.advance(1s);
+    CHECK(attempts == 25);
+    auto info = sagas.query(id).value();
+    CHECK(info.state == courier::saga_state::completed);
+    REQUIRE(info.history.size() == 26);
+    CHECK(info.history[0].error == "busy 1");
+    CHECK(info.history[24].succeeded);
+    CHECK(info.context["booked"] == nlohmann::json{"flaky", "done"});
+    CHECK(journal.sagas() == 0);
+}
+
+TEST_CASE("a journal whose record names a step the definition does not have is refused at recovery", "[saga][recovery]") {
+    courier::memory_journal journal;
+    courier::journal_record r;
+    r.saga_id = courier::uuid::from_u64(7, 7);
+    r.seq = 1;
+    r.op = courier::journal_op::started;
+    r.definition = "test.trip.renamed.v1";
+    r.context_json = {{"booked", nlohmann::json::array()}};
+    REQUIRE(journal.append(r));
+    r.seq = 2;
+    r.op = courier::journal_op::step_started;
+    r.definition.clear();
+    r.context_json = nullptr;
+    r.step = "boat";
+    r.attempt = 1;
+    REQUIRE(journal.append(r));
+    courier::manual_clock clk;
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    courier::saga_definition<trip> def{"test.trip.renamed.v1"};
+    def.step("car", [](trip&) {});
+    REQUIRE(sagas.add(def));
+    auto back = sagas.recover();
+    REQUIRE_FALSE(back);
+    CHECK(back.error().code == courier::saga_errc::journal_corrupt);
+    CHECK(back.error().message.find("record 2") != std::string::npos);
+    INFO(back.error().message);
+    CHECK(back.error().message.find("no step 'boat'") != std::string::npos);
+    // A step record without its step is refused the same way.
+    r.step.clear();
+    r.saga_id = courier::uuid::from_u64(8, 8);
+    r.seq = 1;
+    r.op = courier::journal_op::started;
+    r.definition = "test.trip.renamed.v1";
+    r.context_json = {{"booked", nlohmann::json::array()}};
+    courier::memory_journal other;
+    REQUIRE(other.append(r));
+    r.seq = 2;
+    r.op = courier::journal_op::step_completed;
+    r.definition.clear();
+    REQUIRE(other.append(r));
+    courier::saga_runner again(rt, {.journal = &other});
+    REQUIRE(again.add(def));
+    auto refused = again.recover();
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().message.find("a step_completed record without a step") != std::string::npos);
 }

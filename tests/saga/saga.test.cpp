@@ -610,3 +610,45 @@ TEST_CASE("an owned pool of one thread runs sagas whose steps complete from othe
     std::lock_guard lock(helpers_mutex);
     for (auto& t : helpers) t.join();
 }
+
+TEST_CASE("queries and journal loads read sagas while their records are being written", "[saga][threads]") {
+    // Each saga's step fails 20 times with no delay: 43 records, written on the runtime's
+    // threads while this thread queries the sagas and loads the journal (ThreadSanitizer checks
+    // that readers see only published records).
+    courier::memory_journal journal;
+    courier::runtime rt(courier::runtime_options{.threads = 2});
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    auto policy = courier::retry_policy::fixed(0ms, 30);
+    policy.jitter = 0;
+    std::atomic<int> failures{0};
+    courier::saga_definition<order> def{"test.threads.records.v1"};
+    def.step("flaky", [&](courier::step_context<order>& s) {
+        ++s.context().amount;  // discarded when the attempt fails
+        if (s.attempt() <= 20) {
+            failures.fetch_add(1);
+            throw std::runtime_error("again");
+        }
+    }, {.retry = policy});
+    std::vector<courier::uuid> ids;
+    for (int i = 0; i < 20; ++i) ids.push_back(sagas.start(def, order{}).value());
+    std::size_t seen = 0;
+    CHECK(courier_test::wait_until([&] {
+        for (auto& id : ids) {
+            auto info = sagas.query(id).value();
+            for (std::size_t k = 1; k < info.history.size(); ++k) CHECK(info.history[k].attempt == k + 1);
+            seen += info.history.size();
+        }
+        auto loaded = journal.load();
+        REQUIRE(loaded);
+        for (auto& r : *loaded) CHECK(r.seq >= 1);
+        return all_completed(sagas, ids);
+    }));
+    CHECK(seen > 0);
+    CHECK(failures.load() == 20 * 20);
+    for (auto& id : ids) {
+        auto info = sagas.query(id).value();
+        CHECK(info.history.size() == 21);
+        CHECK(info.context["amount"] == 1);  // each retry starts from the last journaled context
+    }
+    CHECK(journal.sagas() == 0);
+}

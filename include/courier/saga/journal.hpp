@@ -1,7 +1,7 @@
 // The saga journal: every transition of every saga is appended here before it takes effect,
 // so that `saga_runner::recover()` can rebuild each unfinished saga after a restart.
-// `saga_journal` is the interface, `memory_journal` the default (it survives a runner, not a
-// process); file_journal.hpp holds the durable one.
+// `saga_journal` is the interface; memory_journal.hpp holds the default (it survives a runner,
+// not a process), file_journal.hpp the durable one.
 #pragma once
 
 #include <courier/core/clock.hpp>
@@ -18,10 +18,8 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 COURIER_BEGIN_NAMESPACE
@@ -71,7 +69,10 @@ namespace detail {
 struct context_box {
     virtual ~context_box() = default;
     virtual nlohmann::json to_json() const = 0;
+    /// A copy of the same type.
+    virtual std::unique_ptr<context_box> clone() const = 0;
 };
+class saga_log;
 }  // namespace detail
 
 /// One journal record. Only the fields its `op` needs are set.
@@ -262,145 +263,22 @@ class saga_journal {
 public:
     virtual ~saga_journal() = default;
     /// Stores `r` durably enough for this journal's promise; the transition it describes takes
-    /// effect only after this returns success.
+    /// effect only after this returns success. `r.context` is valid during the call only: a
+    /// journal that keeps records keeps a `clone()` (or the JSON) of it.
     virtual result<void> append(const journal_record& r) = 0;
     /// Every stored record, each saga's in `seq` order. Errors: saga_errc::journal_corrupt or
     /// saga_errc::journal_io, naming the file and the record.
     virtual result<std::vector<journal_record>> load() = 0;
-};
 
-namespace detail {
-/// A record as the memory journal keeps it: what every transition has inline, the definition's
-/// name shared with the saga's other records and sagas (it is the same few names), the rare
-/// fields (error, correlation, signal, JSON) behind one pointer that stays null on the hot path.
-struct memory_record {
-    struct rare_fields {
-        std::string error, correlation_id, signal;
-        nlohmann::json payload, context_json;
-    };
-    std::uint64_t seq = 0;
-    time_point at{}, due{};
-    std::uint32_t attempt = 0;
-    journal_op op = journal_op::started;
-    attempt_kind kind = attempt_kind::action;
-    std::string step;
-    std::shared_ptr<const context_box> context;
-    std::shared_ptr<const std::string> definition;  // null when the record has none
-    std::unique_ptr<rare_fields> rare;
-
-    memory_record(const journal_record& r, std::shared_ptr<const std::string> def)
-        : seq(r.seq), at(r.at), due(r.due), attempt(r.attempt), op(r.op), kind(r.kind), step(r.step),
-          context(r.context), definition(std::move(def)) {
-        if (!r.error.empty() || !r.correlation_id.empty() || !r.signal.empty() || !r.payload.is_null() ||
-            !r.context_json.is_null())
-            rare.reset(new rare_fields{r.error, r.correlation_id, r.signal, r.payload, r.context_json});
+    /// For journals that live in the same process as the runner (internal): true when this
+    /// journal keeps `log` itself, the saga's own record list, instead of copies of its records.
+    /// Then a record is journaled when the saga publishes it into the log, and `append` is not
+    /// called for that saga. `retire` is called after the saga's final record.
+    virtual bool adopt(const std::shared_ptr<detail::saga_log>& log) {
+        (void)log;
+        return false;
     }
-    journal_record to_record(const uuid& id) const {
-        journal_record r;
-        r.saga_id = id;
-        r.seq = seq;
-        r.op = op;
-        r.at = at;
-        r.step = step;
-        r.kind = kind;
-        r.attempt = attempt;
-        r.due = due;
-        r.context = context;
-        if (definition) r.definition = *definition;
-        if (rare) {
-            r.error = rare->error;
-            r.correlation_id = rare->correlation_id;
-            r.signal = rare->signal;
-            r.payload = rare->payload;
-            r.context_json = rare->context_json;
-        }
-        return r;
-    }
-};
-}  // namespace detail
-
-/// The default journal: records in memory, grouped per saga. A finished saga's records are
-/// dropped at its final record (unless `keep_finished`), so a long-running process does not grow.
-/// It survives a runner (give the same object to a new runner and `recover()`), not a process.
-///
-/// Cost: a record is kept in a compact form (the step name, the context snapshot and the
-/// definition's name by pointer, the rest inline); the per-saga lists of finished sagas are reused for new sagas (up to
-/// `spare_lists`), and consecutive appends of one saga skip the hash lookup.
-///
-/// Thread safety: every member may be called concurrently.
-class memory_journal final : public saga_journal {
-public:
-    explicit memory_journal(bool keep_finished = false) : keep_finished_(keep_finished) {}
-
-    result<void> append(const journal_record& r) override {
-        std::lock_guard lock(mutex_);
-        if (is_final(r.op) && !keep_finished_) {
-            auto it = sagas_.find(r.saga_id);
-            if (it == sagas_.end()) return {};
-            if (last_ == &it->second) last_ = nullptr;
-            auto node = sagas_.extract(it);
-            node.mapped().clear();  // keeps its capacity for the next saga
-            if (spare_.size() < spare_lists) spare_.push_back(std::move(node));
-            return {};
-        }
-        auto& list = records_of(r.saga_id);
-        list.emplace_back(r, r.definition.empty() ? nullptr : intern(r.definition));
-        return {};
-    }
-    result<std::vector<journal_record>> load() override {
-        std::lock_guard lock(mutex_);
-        std::vector<journal_record> out;
-        for (auto& [id, recs] : sagas_)
-            for (auto& m : recs) out.push_back(m.to_record(id));
-        return out;
-    }
-    /// Sagas with records held.
-    std::size_t sagas() const {
-        std::lock_guard lock(mutex_);
-        return sagas_.size();
-    }
-
-    /// Lists of finished sagas kept for reuse.
-    static constexpr std::size_t spare_lists = 512;
-
-private:
-    using list = std::vector<detail::memory_record>;
-    using map = std::unordered_map<uuid, list>;
-
-    // The records of `id`, created when needed. Caller holds mutex_.
-    list& records_of(const uuid& id) {
-        if (last_ && last_id_ == id) return *last_;
-        auto it = sagas_.find(id);
-        if (it == sagas_.end()) {
-            if (!spare_.empty()) {
-                auto node = std::move(spare_.back());
-                spare_.pop_back();
-                node.key() = id;
-                it = sagas_.insert(std::move(node)).position;
-            } else {
-                it = sagas_.try_emplace(id).first;
-                it->second.reserve(8);
-            }
-        }
-        last_id_ = id;
-        last_ = &it->second;  // map nodes do not move on rehash
-        return *last_;
-    }
-
-    // The definition name of the last `started` record (shared by the records that name it).
-    // Caller holds mutex_.
-    std::shared_ptr<const std::string> intern(const std::string& name) {
-        if (!definition_ || *definition_ != name) definition_ = std::make_shared<const std::string>(name);
-        return definition_;
-    }
-
-    mutable std::mutex mutex_;
-    map sagas_;
-    std::shared_ptr<const std::string> definition_;
-    std::vector<map::node_type> spare_;
-    uuid last_id_;
-    list* last_ = nullptr;
-    bool keep_finished_;
+    virtual void retire(detail::saga_log& log) { (void)log; }
 };
 
 COURIER_END_NAMESPACE

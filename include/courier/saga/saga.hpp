@@ -3,6 +3,7 @@
 
 #include <courier/saga/file_journal.hpp>
 #include <courier/saga/journal.hpp>
+#include <courier/saga/memory_journal.hpp>
 #include <courier/saga/saga_definition.hpp>
 #include <courier/saga/saga_error.hpp>
 #include <courier/saga/saga_events.hpp>

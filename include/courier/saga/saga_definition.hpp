@@ -136,9 +136,6 @@ public:
     void apply_signal(std::size_t step, context_box& ctx, const nlohmann::json& payload) override {
         if (signal_handlers[step]) signal_handlers[step](static_cast<typed_context<Ctx>&>(ctx).value, payload);
     }
-    std::shared_ptr<const context_box> snapshot(const context_box& ctx) const override {
-        return std::make_shared<typed_context<Ctx>>(static_cast<const typed_context<Ctx>&>(ctx).value);
-    }
     std::unique_ptr<context_box> restore(const journal_record& r) const override {
         if (auto* t = dynamic_cast<const typed_context<Ctx>*>(r.context.get()))
             return std::make_unique<typed_context<Ctx>>(t->value);

@@ -11,12 +11,14 @@
 #include <courier/runtime/runtime.hpp>
 #include <courier/saga/detail/saga_instance.hpp>
 #include <courier/saga/journal.hpp>
+#include <courier/saga/memory_journal.hpp>
 #include <courier/saga/saga_definition.hpp>
 #include <courier/saga/saga_error.hpp>
 #include <courier/saga/saga_info.hpp>
 
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -111,7 +113,10 @@ public:
             return unexpected(std::move(ok).error());
         {
             std::lock_guard lock(core_->mutex);
-            if (!core_->sagas.emplace(id, inst).second) return duplicate();
+            if (!core_->sagas.emplace(id, inst).second) {
+                inst->abandon();
+                return duplicate();
+            }
         }
         inst->kick();
         return id;
@@ -194,19 +199,20 @@ public:
             }
             auto inst = std::allocate_shared<detail::saga_instance>(detail::pooled_allocator<detail::saga_instance>{}, core_,
                                                                     program, id, first.correlation_id);
-            const journal_record* last_ctx = &first;
+            const journal_record* at = &first;
             try {
                 for (auto* r : recs) {
+                    at = r;
                     inst->replay(*r);
-                    if (r->has_context()) last_ctx = r;
                 }
-                inst->restore_context(*last_ctx);
+                if (!inst->restore_context()) throw std::runtime_error("no record carries the context");
             } catch (const std::exception& e) {
                 return unexpected(courier::error(make_error_code(saga_errc::journal_corrupt),
                                                  "[courier.saga.journal_corrupt] saga " + id.to_string() + " record " +
-                                                     std::to_string(last_ctx->seq) + ": " + e.what()));
+                                                     std::to_string(at->seq) + ": " + e.what()));
             }
             const bool done = inst->finished();
+            if (!done) inst->attach_journal();  // (a memory journal swaps the log it had for this one)
             {
                 std::lock_guard lock(core_->mutex);
                 core_->sagas.emplace(id, inst);

@@ -39,7 +39,8 @@ struct step_env {
     std::string_view step;  ///< views the definition's step name (lives as long as the definition)
     std::uint32_t attempt = 0;
     attempt_kind kind = attempt_kind::action;
-    saga_executor executor;
+    /// The saga's strand, by pointer: copying a strand costs two atomic operations per step.
+    const saga_executor* executor = nullptr;
 };
 
 /// What a step's action or compensation receives.
@@ -59,7 +60,7 @@ public:
     std::uint32_t attempt() const noexcept { return env_.attempt; }
     attempt_kind kind() const noexcept { return env_.kind; }
     /// The saga's strand (for timers and co_spawn in coroutine steps).
-    const saga_executor& executor() const noexcept { return env_.executor; }
+    const saga_executor& executor() const noexcept { return *env_.executor; }
     /// `<saga id>/<step>/<kind>`: stable across retries and crash recovery; pass it to the
     /// service the step calls so that a repeated call is recognised.
     std::string idempotency_key() const { return make_idempotency_key(env_.saga_id, env_.step, env_.kind); }

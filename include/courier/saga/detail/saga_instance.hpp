@@ -1,14 +1,15 @@
-// Internals: one running saga. Every change is a journal record, appended first, then applied
-// to the in-memory state by `apply` (the same function replays a journal on recovery), then
-// `drive` starts whatever the new state calls for (attempts, retry timers, signal deadlines).
-// Everything but `info()` runs on the saga's strand.
+// Internals: one running saga. Every change is a record, written into the saga's log and
+// journaled first, then applied to the engine's state by `apply` (the same function replays a
+// journal on recovery), then `drive` starts whatever the new state calls for (attempts, retry
+// timers, signal deadlines). Everything but `info()` runs on the saga's strand; `info()` reads
+// the log (see saga_log.hpp), never the engine's state, so the strand takes no lock.
 #pragma once
 
 #include <courier/bus/dead_letter_store.hpp>
 #include <courier/core/config.hpp>
-#include <courier/core/detail/spin_lock.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/runtime/runtime.hpp>
+#include <courier/saga/detail/saga_log.hpp>
 #include <courier/saga/detail/saga_program.hpp>
 #include <courier/saga/journal.hpp>
 #include <courier/saga/saga_events.hpp>
@@ -25,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -139,8 +141,9 @@ public:
                   std::string correlation)
         : core_(std::move(core)), program_(std::move(program)), id_(id), correlation_(std::move(correlation)),
           strand_(core_->single_threaded ? *core_->shared_strand : boost::asio::make_strand(core_->rt.executor())),
-          direct_(core_->single_threaded), steps_(program_->steps.size()) {
-        history_.reserve(program_->steps.size() + 1);
+          direct_(core_->single_threaded),
+          log_(std::allocate_shared<saga_log>(pooled_allocator<saga_log>{}, id_, program_->names, correlation_)),
+          steps_(program_->steps.size()) {
         completed_order_.reserve(program_->steps.size());  // no-ops up to inline_steps
     }
 
@@ -157,19 +160,60 @@ public:
         ctx_ = std::move(ctx);
         clock_cache_ = at;
         clock_fresh_ = true;
+        attach_journal();
         auto& r = next_record(journal_op::started);
-        r.definition = program_->name;
-        r.correlation_id = correlation_;
-        r.context = program_->snapshot(*ctx_);
+        r.with_context = true;
         if (record(r)) return {};
-        return unexpected(courier::error(make_error_code(saga_errc::journal_io), error_));
+        abandon();
+        return unexpected(courier::error(make_error_code(saga_errc::journal_io), halt_error()));
     }
-    /// Recovery: replays one record (the context comes from the last record that has one).
+    /// Journals the saga's log itself when the journal keeps logs (see saga_journal::adopt).
+    void attach_journal() { adopted_ = core_->journal.adopt(log_); }
+    /// The saga will not run (its start failed): the journal lets go of its log.
+    void abandon() {
+        if (adopted_) core_->journal.retire(*log_);
+        adopted_ = false;
+    }
+
+    /// Recovery: replays one record into the log and the engine's state. Throws when the record
+    /// does not fit the definition (an unknown step, a context that does not convert).
     void replay(const journal_record& r) {
+        auto& m = log_->prepare();
+        try {
+            m.seq = r.seq;
+            m.at = r.at;
+            m.due = r.due;
+            m.attempt = r.attempt;
+            m.op = r.op;
+            m.kind = r.kind;
+            if (!r.step.empty()) {
+                const auto i = program_->find_step(r.step);
+                if (i == no_index) throw std::runtime_error("the definition has no step " + quote_for_message(r.step, 64));
+                m.step = static_cast<std::uint32_t>(i);
+            } else if (needs_step(r.op)) {
+                throw std::runtime_error(std::string("a ") + std::string(to_string(r.op)) + " record without a step");
+            }
+            if (r.has_context()) m.context = program_->restore(r);
+            if (!r.error.empty() || !r.signal.empty() || !r.payload.is_null()) {
+                m.rare = std::make_unique<log_rare>();
+                m.rare->error = r.error;
+                m.rare->signal = r.signal;
+                m.rare->payload = r.payload;
+            }
+        } catch (...) {
+            log_->discard();
+            throw;
+        }
+        log_->publish();
         seq_ = r.seq;
-        apply(r, r.step.empty() ? no_index : index_of(r.step));
+        apply(m);
     }
-    void restore_context(const journal_record& r) { ctx_ = program_->restore(r); }
+    /// Recovery: the live context is the last one the log holds. False when it holds none.
+    bool restore_context() {
+        if (!committed_) return false;
+        ctx_ = committed_->clone();
+        return true;
+    }
     bool finished() const { return is_final(state()); }
 
     /// Runs `drive` on the strand.
@@ -189,23 +233,18 @@ public:
         });
     }
 
+    /// The saga as its log tells it (any thread: published records never change).
     saga_info info() const {
         saga_info i;
         i.id = id_;
         i.definition = program_->name;
         i.correlation_id = correlation();
-        std::shared_ptr<const context_box> snapshot;
-        {
-            std::lock_guard lock(mutex_);
-            i.state = state_;
-            i.current_step = current_step_;
-            i.history.assign(history_.begin(), history_.end());
-            i.error = error_;
-            i.started_at = started_at_;
-            i.updated_at = updated_at_;
-            snapshot = snapshot_;
-        }
-        i.context = snapshot ? snapshot->to_json() : nlohmann::json();  // the user's to_json, unlocked
+        const context_box* ctx = nullptr;
+        const std::size_t n = log_->size();
+        for (std::size_t k = 0; k < n; ++k) fold(i, (*log_)[k], ctx);
+        i.context = ctx ? ctx->to_json() : nlohmann::json();
+        std::lock_guard lock(halt_mutex_);
+        if (!halt_error_.empty()) i.error = halt_error_;
         return i;
     }
     saga_state state() const { return shown_state_.load(std::memory_order_acquire); }
@@ -230,13 +269,12 @@ public:
         }
         const auto& spec = program_->steps[idx];
         auto& r = next_record(journal_op::step_completed);
-        r.step = spec.name;
+        r.step = static_cast<std::uint32_t>(idx);
         r.kind = kind;
         if (!error) {
-            r.op = journal_op::step_completed;
             r.attempt = kind == attempt_kind::action ? s.attempts : s.comp_attempts;
-            if (kind == attempt_kind::action) r.context = program_->snapshot(*ctx_);
-            if (!record(r, idx)) return;
+            r.with_context = kind == attempt_kind::action;
+            if (!record(r)) return;
         } else {
             const std::uint32_t n = kind == attempt_kind::action ? s.attempts : s.comp_attempts;
             const retry_policy& policy =
@@ -248,8 +286,8 @@ public:
             r.error = describe_exception(error);
             if (retry) r.due = now() + policy.delay_after(n);
             // The failed attempt's changes to the context are discarded, as recovery would.
-            if (kind == attempt_kind::action && snapshot_) restore_snapshot();
-            if (!record(r, idx)) return;
+            if (kind == attempt_kind::action && committed_) restore_snapshot();
+            if (!record(r)) return;
             if (retry) arm_retry(idx);
         }
         drive();
@@ -284,68 +322,85 @@ private:
     /// Control comes back to the engine: the next record reads the clock again.
     void clock_moved() noexcept { clock_fresh_ = false; }
 
-    /// The record of the next transition: one object, reset and reused (building and destroying a
-    /// journal_record, five strings and two JSON values, cost ~200 instructions a transition).
-    /// Valid until the next call; record() never nests on one saga (requests are posted).
-    journal_record& next_record(journal_op op) {
+    /// What the next record says, before it has a slot, a time and a seq: one object, reset and
+    /// reused. Valid until the next call; record() never nests on one saga (requests are posted).
+    struct transition {
+        journal_op op = journal_op::started;
+        std::uint32_t step = no_step;
+        attempt_kind kind = attempt_kind::action;
+        std::uint32_t attempt = 0;
+        time_point due{};
+        bool with_context = false;  // carries a copy of the live context
+        std::string error, signal;
+        nlohmann::json payload;
+    };
+    transition& next_record(journal_op op) {
         auto& r = scratch_;
         r.op = op;
-        r.step.clear();
+        r.step = no_step;
         r.kind = attempt_kind::action;
         r.attempt = 0;
         r.due = time_point{};
+        r.with_context = false;
         r.error.clear();
-        r.definition.clear();
-        r.correlation_id.clear();
         r.signal.clear();
         if (!r.payload.is_null()) r.payload = nullptr;
-        r.context.reset();
-        if (!r.context_json.is_null()) r.context_json = nullptr;
         return r;
     }
 
-    /// Appends `r` to the journal, then applies it (`idx`: the step it concerns, when the caller
-    /// knows it). On a journal failure nothing changes and the saga halts where it is (recover()
-    /// on a healthy journal resumes it).
-    bool record(journal_record& r, std::size_t idx = no_index) {
-        r.saga_id = id_;
-        r.seq = ++seq_;
-        r.at = now();
-        if (auto ok = core_->journal.append(r); !ok) {
-            --seq_;
-            std::lock_guard lock(mutex_);
-            halted_ = true;
-            error_ = ok.error().message;
-            return false;
+    static constexpr bool needs_step(journal_op op) noexcept {
+        return op == journal_op::step_started || op == journal_op::step_completed || op == journal_op::step_failed ||
+               op == journal_op::waiting || op == journal_op::wait_timed_out;
+    }
+
+    /// Writes `t` into the log and journals it, then applies it. On a journal failure nothing
+    /// changes and the saga halts where it is (recover() on a healthy journal resumes it).
+    bool record(transition& t) {
+        auto& m = log_->prepare();
+        m.seq = seq_ + 1;
+        m.at = now();
+        m.due = t.due;
+        m.attempt = t.attempt;
+        m.step = t.step;
+        m.op = t.op;
+        m.kind = t.kind;
+        if (t.with_context) m.context = ctx_->clone();
+        if (!t.error.empty() || !t.signal.empty() || !t.payload.is_null()) {
+            m.rare = std::make_unique<log_rare>();
+            m.rare->error = std::move(t.error);
+            m.rare->signal = std::move(t.signal);
+            m.rare->payload = std::move(t.payload);
         }
-        if (idx == no_index && !r.step.empty()) idx = index_of(r.step);
-        apply(r, idx);
-        publish(r);
-        if (is_final(r.op)) {
-            if (r.op == journal_op::compensation_failed) record_dead_letter(r);
+        if (!adopted_) {
+            if (auto ok = core_->journal.append(log_->to_record(m, nullptr)); !ok) {
+                log_->discard();
+                halt(ok.error().message);
+                return false;
+            }
+        }
+        log_->publish();
+        ++seq_;
+        apply(m);
+        publish(m);
+        if (is_final(m.op)) {
+            if (m.op == journal_op::compensation_failed) record_dead_letter(m);
+            if (adopted_) core_->journal.retire(*log_);
             core_->on_final(id_);
         }
         return true;
     }
 
-    std::size_t index_of(const std::string& step) const {
-        auto i = program_->find_step(step);
-        return i == no_index ? 0 : i;
+    void halt(std::string why) {
+        halted_ = true;
+        std::lock_guard lock(halt_mutex_);
+        halt_error_ = std::move(why);
+    }
+    std::string halt_error() const {
+        std::lock_guard lock(halt_mutex_);
+        return halt_error_;
     }
 
-    saga_attempt* open_attempt(const std::string& step, attempt_kind kind) {
-        for (auto it = history_.rbegin(); it != history_.rend(); ++it)
-            if (it->step == step && it->kind == kind) return it->finished == time_point{} ? &*it : nullptr;
-        return nullptr;
-    }
-
-    void finish_history(const journal_record& r, bool ok) {
-        if (auto* a = open_attempt(r.step, r.kind)) {
-            a->finished = r.at;
-            a->succeeded = ok;
-            a->error = r.error;
-        }
-    }
+    const std::string& step_name(std::size_t idx) const { return program_->steps[idx].name; }
 
     void advance_cursor() {
         while (cursor_ < program_->nodes.size()) {
@@ -355,27 +410,16 @@ private:
         }
     }
 
-    /// The state change a record describes (live and on replay).
-    void apply(const journal_record& r, std::size_t idx) {
-        std::lock_guard lock(mutex_);
-        apply_locked(r, idx);
-        shown_state_.store(state_, std::memory_order_release);
-    }
-    // Caller holds mutex_.
-    void apply_locked(const journal_record& r, std::size_t idx) {
-        updated_at_ = r.at;
+    /// The state change a record describes (live and on replay), to the engine's state.
+    void apply(const log_record& r) {
+        const std::size_t idx = r.step;  // set for every op that uses it (record() and replay())
         switch (r.op) {
         case journal_op::started:
             state_ = saga_state::running;
-            started_at_ = r.at;
-            snapshot_ = snapshot_of(r);
+            committed_ = r.context.get();
             break;
         case journal_op::step_started: {
             auto& s = steps_[idx];
-            if (auto* open = open_attempt(r.step, r.kind)) {
-                open->finished = r.at;
-                open->error = "interrupted by a restart";
-            }
             if (r.kind == attempt_kind::compensation) {
                 s.status = st::comp_running;
                 s.comp_attempts = r.attempt;
@@ -383,25 +427,20 @@ private:
                 s.status = st::running;
                 s.attempts = r.attempt;
             }
-            current_step_ = r.step;
-            history_.push_back({r.step, r.kind, r.attempt, r.at, {}, false, {}});
             break;
         }
-        case journal_op::step_completed: {
-            finish_history(r, true);
+        case journal_op::step_completed:
             if (r.kind == attempt_kind::compensation) {
                 steps_[idx].status = st::compensated;
             } else {
                 steps_[idx].status = st::done;
                 completed_order_.push_back(idx);
-                snapshot_ = snapshot_of(r);
+                if (r.context) committed_ = r.context.get();
                 advance_cursor();
             }
             break;
-        }
         case journal_op::step_failed: {
             auto& s = steps_[idx];
-            finish_history(r, false);
             const bool retry = r.due != time_point{};
             s.due = r.due;
             if (r.kind == attempt_kind::compensation) {
@@ -410,7 +449,7 @@ private:
                 s.status = retry ? st::retry_wait : st::failed;
                 if (!retry) {
                     failing_ = true;
-                    if (error_.empty()) error_ = "step '" + r.step + "' failed: " + r.error;
+                    if (error_.empty()) error_ = "step '" + step_name(idx) + "' failed: " + std::string(r.error());
                 }
             }
             break;
@@ -420,25 +459,21 @@ private:
             s.status = st::waiting;
             s.due = r.due;
             state_ = saga_state::waiting;
-            current_step_ = r.step;
-            history_.push_back({r.step, attempt_kind::signal, 1, r.at, {}, false, {}});
             break;
         }
         case journal_op::signal_received:
-            if (r.step.empty()) {
-                inbox_[r.signal] = r.payload;
+            if (r.step == no_step) {
+                if (r.rare) inbox_[r.rare->signal] = r.rare->payload;
             } else {
-                finish_history(r, true);
-                inbox_.erase(r.signal);
+                if (r.rare) inbox_.erase(r.rare->signal);
                 steps_[idx].status = st::done;
                 completed_order_.push_back(idx);
-                snapshot_ = snapshot_of(r);
+                if (r.context) committed_ = r.context.get();
                 state_ = saga_state::running;
                 advance_cursor();
             }
             break;
         case journal_op::wait_timed_out: {
-            finish_history(r, false);
             steps_[idx].status = st::timed_out;
             state_ = saga_state::running;
             const auto target = program_->steps[idx].branch_node;
@@ -446,37 +481,100 @@ private:
                 cursor_ = target;
             } else {
                 failing_ = true;
-                if (error_.empty()) error_ = r.error;
+                if (error_.empty()) error_ = std::string(r.error());
             }
             break;
         }
         case journal_op::cancel_requested:
             cancel_requested_ = true;
-            if (error_.empty()) error_ = "cancelled: " + r.error;
+            if (error_.empty()) error_ = "cancelled: " + std::string(r.error());
             break;
         case journal_op::compensating: state_ = saga_state::compensating; break;
         case journal_op::completed: state_ = saga_state::completed; break;
         case journal_op::failed: state_ = saga_state::failed; break;
         case journal_op::compensation_failed:
             state_ = saga_state::compensation_failed;
-            error_ = r.error;
+            error_ = std::string(r.error());
             break;
         case journal_op::cancelled: state_ = saga_state::cancelled; break;
         }
+        shown_state_.store(state_, std::memory_order_release);
     }
 
-    // The record's context as an immutable typed copy (converted from JSON once, on replay).
-    std::shared_ptr<const context_box> snapshot_of(const journal_record& r) const {
-        if (r.context) return r.context;
-        if (!r.context_json.is_null()) return program_->snapshot(*program_->restore(r));
-        return snapshot_;
+    /// What a record changes in a query's view (the view-side twin of apply()).
+    void fold(saga_info& i, const log_record& r, const context_box*& ctx) const {
+        const std::string_view name = log_->step_name(r);
+        i.updated_at = r.at;
+        auto open = [&](attempt_kind kind) -> saga_attempt* {
+            for (auto it = i.history.rbegin(); it != i.history.rend(); ++it)
+                if (it->step == name && it->kind == kind) return it->finished == time_point{} ? &*it : nullptr;
+            return nullptr;
+        };
+        auto finish = [&](bool ok) {
+            if (auto* a = open(r.kind)) {
+                a->finished = r.at;
+                a->succeeded = ok;
+                a->error = std::string(r.error());
+            }
+        };
+        switch (r.op) {
+        case journal_op::started:
+            i.state = saga_state::running;
+            i.started_at = r.at;
+            if (r.context) ctx = r.context.get();
+            break;
+        case journal_op::step_started:
+            if (auto* a = open(r.kind)) {  // an attempt a restart interrupted
+                a->finished = r.at;
+                a->error = "interrupted by a restart";
+            }
+            i.current_step = std::string(name);
+            i.history.push_back({std::string(name), r.kind, r.attempt, r.at, {}, false, {}});
+            break;
+        case journal_op::step_completed:
+            finish(true);
+            if (r.context) ctx = r.context.get();
+            break;
+        case journal_op::step_failed:
+            finish(false);
+            if (r.kind != attempt_kind::compensation && r.due == time_point{} && i.error.empty())
+                i.error = "step '" + std::string(name) + "' failed: " + std::string(r.error());
+            break;
+        case journal_op::waiting:
+            i.state = saga_state::waiting;
+            i.current_step = std::string(name);
+            i.history.push_back({std::string(name), attempt_kind::signal, 1, r.at, {}, false, {}});
+            break;
+        case journal_op::signal_received:
+            if (r.has_step()) {
+                finish(true);
+                if (r.context) ctx = r.context.get();
+                i.state = saga_state::running;
+            }
+            break;
+        case journal_op::wait_timed_out:
+            finish(false);
+            i.state = saga_state::running;
+            if ((r.step == no_step || program_->steps[r.step].branch_node == no_index) && i.error.empty())
+                i.error = std::string(r.error());
+            break;
+        case journal_op::cancel_requested:
+            if (i.error.empty()) i.error = "cancelled: " + std::string(r.error());
+            break;
+        case journal_op::compensating: i.state = saga_state::compensating; break;
+        case journal_op::completed: i.state = saga_state::completed; break;
+        case journal_op::failed: i.state = saga_state::failed; break;
+        case journal_op::compensation_failed:
+            i.state = saga_state::compensation_failed;
+            i.error = std::string(r.error());
+            break;
+        case journal_op::cancelled: i.state = saga_state::cancelled; break;
+        }
     }
 
-    void restore_snapshot() {
-        journal_record r;
-        r.context = snapshot_;  // the strand is the only writer: its own reads need no lock
-        ctx_ = program_->restore(r);
-    }
+    // A failed attempt's changes to the live context are discarded: it goes back to the last
+    // journaled one.
+    void restore_snapshot() { ctx_ = committed_->clone(); }
 
     // ------------------------------------------------------------------ the engine
     void drive() {
@@ -517,11 +615,11 @@ private:
                     }
                     if (s.status == st::pending) {
                         auto& r = next_record(journal_op::waiting);
-                        r.step = spec.name;
+                        r.step = static_cast<std::uint32_t>(idx);
                         r.kind = attempt_kind::signal;
                         r.attempt = 1;
                         r.due = now() + spec.deadline;
-                        if (!record(r, idx)) return;
+                        if (!record(r)) return;
                     }
                     arm_wait(idx);
                 }
@@ -551,12 +649,12 @@ private:
                 return;
             case st::comp_failed: {
                 auto& r = next_record(journal_op::compensation_failed);
-                r.step = program_->steps[idx].name;
+                r.step = static_cast<std::uint32_t>(idx);
                 r.kind = attempt_kind::compensation;
                 r.attempt = s.comp_attempts;
-                r.error = "[courier.saga.compensation_failed] compensation of step '" + r.step + "' failed after " +
-                          std::to_string(s.comp_attempts) + " attempts: " + last_error_of(r.step);
-                record(r, idx);
+                r.error = "[courier.saga.compensation_failed] compensation of step '" + step_name(idx) + "' failed after " +
+                          std::to_string(s.comp_attempts) + " attempts: " + last_error_of(idx);
+                record(r);
                 return;
             }
             default: return;
@@ -567,9 +665,13 @@ private:
         record(r);
     }
 
-    std::string last_error_of(const std::string& step) const {
-        for (auto it = history_.rbegin(); it != history_.rend(); ++it)
-            if (it->step == step && it->kind == attempt_kind::compensation) return it->error;
+    // The error of the last failed compensation attempt of step `idx`.
+    std::string last_error_of(std::size_t idx) const {
+        for (std::size_t k = log_->size(); k-- > 0;) {
+            const auto& r = (*log_)[k];
+            if (r.op == journal_op::step_failed && r.step == idx && r.kind == attempt_kind::compensation)
+                return std::string(r.error());
+        }
         return {};
     }
 
@@ -583,10 +685,10 @@ private:
     void start_attempt(std::size_t idx, attempt_kind kind, std::uint32_t attempt) {
         const auto& spec = program_->steps[idx];
         auto& r = next_record(journal_op::step_started);
-        r.step = spec.name;
+        r.step = static_cast<std::uint32_t>(idx);
         r.kind = kind;
         r.attempt = attempt;
-        if (!record(r, idx)) return;
+        if (!record(r)) return;
         auto& s = steps_[idx];
         s.live = true;
         const auto token = ++s.token;
@@ -623,7 +725,7 @@ private:
     void invoke(std::size_t idx, attempt_kind kind, std::uint32_t attempt, std::uint64_t token) {
         if (core_->closed.load(std::memory_order_acquire)) return;
         if (steps_[idx].token != token || !steps_[idx].live) return;
-        step_env env{id_, program_->steps[idx].name, attempt, kind, strand_};
+        step_env env{id_, program_->steps[idx].name, attempt, kind, &strand_};
         std::exception_ptr error;
         const bool done = program_->invoke(idx, kind, *ctx_, std::move(env), ticket_source{this, idx, kind, token}, error);
         clock_moved();  // the step's code ran (all of it, or up to its first suspension)
@@ -666,12 +768,12 @@ private:
         arm_timer(idx, [idx](saga_instance& self, step_rt&) {
             const auto& spec = self.program_->steps[idx];
             auto& r = self.next_record(journal_op::wait_timed_out);
-            r.step = spec.name;
+            r.step = static_cast<std::uint32_t>(idx);
             r.kind = attempt_kind::signal;
             r.attempt = 1;
             r.error = "[courier.saga.deadline_passed] no signal '" + spec.signal + "' before the deadline of '" +
                       spec.name + "'";
-            if (self.record(r, idx)) self.drive();
+            if (self.record(r)) self.drive();
         });
     }
 
@@ -684,28 +786,21 @@ private:
             clock_moved();
             restore_snapshot();
             auto& f = next_record(journal_op::step_failed);
-            f.step = spec.name;
+            f.step = static_cast<std::uint32_t>(idx);
             f.kind = attempt_kind::signal;
             f.attempt = 1;
             f.error = "signal handler failed: " + describe_exception(std::current_exception());
-            if (!record(f, idx)) return false;
-            {
-                std::lock_guard lock(mutex_);
-                failing_ = true;
-                if (error_.empty()) error_ = "wait '" + spec.name + "': " + describe_exception(std::current_exception());
-            }
-            steps_[idx].status = st::failed;
-            return true;
+            return record(f);  // (applying it fails the saga)
         }
         clock_moved();  // the wait's handler ran
         auto& r = next_record(journal_op::signal_received);
-        r.step = spec.name;
+        r.step = static_cast<std::uint32_t>(idx);
         r.kind = attempt_kind::signal;
         r.attempt = 1;
         r.signal = spec.signal;
         r.payload = std::move(payload);
-        r.context = program_->snapshot(*ctx_);
-        return record(r, idx);
+        r.with_context = true;
+        return record(r);
     }
 
     void deliver_signal(std::string name, nlohmann::json payload) {
@@ -735,17 +830,17 @@ private:
 
     // ------------------------------------------------------------------ reporting
     template <class E>
-    void emit(const journal_record& r) {
+    void emit(const log_record& r) {
         auto& bus = core_->rt.bus();
         if (!bus.template has_subscribers<E>()) return;
         E e;
         e.saga_id = id_;
         e.saga = program_->name;
         e.state = std::string(to_string(state_));
-        e.step = r.step;
-        if (!r.step.empty()) e.kind = std::string(to_string(r.kind));
+        e.step = std::string(log_->step_name(r));
+        if (!e.step.empty()) e.kind = std::string(to_string(r.kind));
         e.attempt = r.attempt;
-        e.error = r.error;
+        e.error = std::string(r.error());
         publish_options o;
         o.correlation_id = correlation();
         try {
@@ -756,7 +851,7 @@ private:
         clock_moved();  // inline subscribers ran
     }
 
-    void publish(const journal_record& r) {
+    void publish(const log_record& r) {
         if (!core_->options.publish_events) return;
         if (!(core_->event_interest() & (1u << static_cast<unsigned>(r.op)))) return;
         switch (r.op) {
@@ -778,15 +873,15 @@ private:
 
     // A compensation that failed for good lands in the bus's dead-letter store, with every
     // attempt's error, so it is never lost silently.
-    void record_dead_letter(const journal_record& r) {
+    void record_dead_letter(const log_record& r) {
         saga_compensation_failed ev;
         ev.saga_id = id_;
         ev.saga = program_->name;
         ev.state = std::string(to_string(saga_state::compensation_failed));
-        ev.step = r.step;
+        ev.step = std::string(log_->step_name(r));
         ev.kind = std::string(to_string(r.kind));
         ev.attempt = r.attempt;
-        ev.error = r.error;
+        ev.error = std::string(r.error());
         event_metadata md;
         md.producer = core_->rt.services().producer;
         md.correlation_id = correlation();
@@ -794,11 +889,10 @@ private:
         d.message = make_envelope(ev, r.at, std::move(md));
         d.subscription = "courier.saga/" + program_->name;
         d.reason = dead_letter_reason::handler_failed;
-        {
-            for (auto& a : history_) {
-                if (a.step != r.step || a.kind != attempt_kind::compensation || a.succeeded) continue;
-                d.errors.push_back({a.attempt, a.finished, a.error});
-            }
+        for (std::size_t k = 0, n = log_->size(); k < n; ++k) {  // every failed attempt of the compensation
+            const auto& f = (*log_)[k];
+            if (f.op != journal_op::step_failed || f.step != r.step || f.kind != attempt_kind::compensation) continue;
+            d.errors.push_back({f.attempt, f.at, std::string(f.error())});
         }
         d.attempts = r.attempt;
         if (!d.errors.empty()) {
@@ -815,15 +909,21 @@ private:
     saga_executor strand_;     // its own, or the runner's one on a one-thread runtime
     bool direct_ = false;      // one-thread runtime: post to the executor, not through strand_
     std::unique_ptr<context_box> ctx_;  // the live context (strand only)
-    journal_record scratch_;            // see next_record() (strand only)
+    transition scratch_;                // see next_record() (strand only)
     time_point clock_cache_{};          // see now() (strand only; begin() before the strand)
     bool clock_fresh_ = false;
+    bool adopted_ = false;              // the journal keeps log_ itself (no append per record)
 
-    // Strand-only engine state (written under mutex_ where info() reads it).
-    // Inline for sagas of a few steps: the instance is then one allocation, not four.
+    // Every record of the saga: what info() and the memory journal read. Its own allocation: a
+    // memory journal keeps it past the runner (and its runtime), which the instance must not.
+    std::shared_ptr<saga_log> log_;
+
+    // Strand-only engine state (begin() and recovery run before anyone else knows the saga).
+    // Inline for sagas of a few steps: the instance is then one allocation, not three.
     boost::container::small_vector<step_rt, inline_steps> steps_;
     boost::container::small_vector<std::size_t, inline_steps> completed_order_;
     std::map<std::string, nlohmann::json> inbox_;  // signals that arrived before their wait
+    const context_box* committed_ = nullptr;       // the context of the last record that has one (in log_)
     std::size_t cursor_ = 0;
     std::uint64_t seq_ = 0;
     bool failing_ = false;
@@ -831,18 +931,13 @@ private:
     bool halted_ = false;
     static constexpr int max_inline_depth = 8;
     int inline_depth_ = 0;  // nested synchronous step calls on the strand
-
-    // Guards what info() reads: taken once per transition on the saga's strand (the writer) and
-    // by the occasional query. The strand's own reads need no lock: nobody else writes.
-    mutable spin_lock mutex_;
-    std::atomic<saga_state> shown_state_{saga_state::running};  // state_, for state() without the lock
     saga_state state_ = saga_state::running;
-    std::string current_step_;
-    boost::container::small_vector<saga_attempt, inline_steps + 1> history_;
-    std::shared_ptr<const context_box> snapshot_;
-    std::string error_;
-    time_point started_at_{};
-    time_point updated_at_{};
+    std::string error_;     // the failure that started compensation, or the cancel reason
+    std::atomic<saga_state> shown_state_{saga_state::running};  // state_, for state() from any thread
+
+    // Why the saga halted (a journal append failed): not a record, so info() reads it here.
+    mutable std::mutex halt_mutex_;
+    std::string halt_error_;
 };
 
 }  // namespace detail

@@ -5,6 +5,8 @@
 
 #include <courier/core/config.hpp>
 #include <courier/core/retry_policy.hpp>
+#include <courier/jobs/detail/record_pool.hpp>
+#include <courier/saga/detail/saga_log.hpp>
 #include <courier/saga/journal.hpp>
 #include <courier/saga/saga_error.hpp>
 #include <courier/saga/step_context.hpp>
@@ -15,6 +17,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 COURIER_BEGIN_NAMESPACE
@@ -81,9 +84,31 @@ struct ticket_source {
     attempt_ticket make() const { return {sink->weak_sink(), step, kind, token}; }
 };
 
+/// Class-level new/delete from a block pool: a saga copies its context at every completed step
+/// (the copy its log keeps), and malloc's share of that was a tenth of a no-op saga.
+template <class T>
+struct pooled_new {
+    static void* operator new(std::size_t n) {
+#if COURIER_JOBS_RECORD_POOL
+        if (n == sizeof(T))
+            if (void* p = block_pool<sizeof(T), alignof(T)>::instance().get()) return p;
+#endif
+        return ::operator new(n);
+    }
+    static void operator delete(void* p, std::size_t n) noexcept {
+#if COURIER_JOBS_RECORD_POOL
+        if (n == sizeof(T) && block_pool<sizeof(T), alignof(T)>::instance().put(p)) return;
+#endif
+        ::operator delete(p);
+    }
+};
+struct not_pooled {};
+
 /// A typed context the engine holds without knowing the type.
 template <class Ctx>
-struct typed_context final : context_box {
+struct typed_context final
+    : context_box,
+      std::conditional_t<(alignof(Ctx) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__), pooled_new<typed_context<Ctx>>, not_pooled> {
     Ctx value;
     typed_context() = default;
     explicit typed_context(Ctx v) : value(std::move(v)) {}
@@ -91,6 +116,7 @@ struct typed_context final : context_box {
         nlohmann::json j = value;
         return j;
     }
+    std::unique_ptr<context_box> clone() const override { return std::make_unique<typed_context>(value); }
 };
 
 class saga_program {
@@ -101,6 +127,9 @@ public:
     std::vector<step_spec> steps;
     std::vector<node_spec> nodes;
     std::string invalid;  // set by the builder when a definition is malformed
+
+    /// The definition's and steps' names (what a saga's log records point into). Set by validate().
+    std::shared_ptr<const log_names> names;
 
     std::size_t find_step(std::string_view step) const noexcept {
         for (std::size_t i = 0; i < steps.size(); ++i)
@@ -131,6 +160,10 @@ public:
                 return bad("branch target '" + s.branch + "' is inside a parallel group");
             s.branch_node = steps[target].node;
         }
+        auto n = std::make_shared<log_names>();
+        n->definition = name;
+        for (auto& s : steps) n->steps.push_back(s.name);
+        names = std::move(n);
         return {};
     }
 
@@ -141,8 +174,6 @@ public:
                         std::exception_ptr& error) = 0;
     /// Folds a signal's payload into the context (the wait's handler, if any).
     virtual void apply_signal(std::size_t step, context_box& ctx, const nlohmann::json& payload) = 0;
-    /// An immutable copy of the context, for the journal and for queries.
-    virtual std::shared_ptr<const context_box> snapshot(const context_box& ctx) const = 0;
     /// A mutable context from a record's context (typed copy or JSON). Throws on bad JSON.
     virtual std::unique_ptr<context_box> restore(const journal_record& r) const = 0;
 };

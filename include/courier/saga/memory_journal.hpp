@@ -1,0 +1,147 @@
+// The default saga journal: records in memory. It survives a runner (give the same object to a
+// new runner and `recover()`), not a process.
+#pragma once
+
+#include <courier/core/config.hpp>
+#include <courier/saga/detail/saga_log.hpp>
+#include <courier/saga/journal.hpp>
+
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+COURIER_BEGIN_NAMESPACE
+
+/// The default journal: records in memory, grouped per saga. A finished saga's records are
+/// dropped at its final record (unless `keep_finished`), so a long-running process does not grow.
+///
+/// Cost: for a runner's sagas it keeps each saga's own record list (see saga_journal::adopt), so
+/// journaling a transition is the saga publishing a record it writes anyway: no copy, no lock,
+/// no lookup; the journal's lock is taken when a saga starts and when it finishes. Records
+/// given to `append` directly are copied into lists of their own.
+///
+/// Thread safety: every member may be called concurrently.
+class memory_journal final : public saga_journal {
+public:
+    explicit memory_journal(bool keep_finished = false) : keep_finished_(keep_finished) {}
+    ~memory_journal() override {
+        std::vector<std::shared_ptr<detail::saga_log>> held;  // released after the lock
+        std::lock_guard lock(mutex_);
+        while (head_ != nullptr) held.push_back(unlink(*head_));
+    }
+    memory_journal(const memory_journal&) = delete;
+    memory_journal& operator=(const memory_journal&) = delete;
+
+    result<void> append(const journal_record& r) override {
+        std::shared_ptr<detail::saga_log> dropped;  // released after the lock
+        std::lock_guard lock(mutex_);
+        auto it = direct_.find(r.saga_id);
+        if (is_final(r.op) && !keep_finished_) {
+            if (it != direct_.end()) {
+                dropped = std::move(it->second);
+                direct_.erase(it);
+            }
+            return {};
+        }
+        if (it == direct_.end())
+            it = direct_.emplace(r.saga_id, std::make_shared<detail::saga_log>(r.saga_id, nullptr, "")).first;
+        detail::saga_log& log = *it->second;
+        detail::log_record& m = log.prepare();
+        m.seq = r.seq;
+        m.at = r.at;
+        m.due = r.due;
+        m.attempt = r.attempt;
+        m.op = r.op;
+        m.kind = r.kind;
+        if (r.context) m.context = r.context->clone();
+        if (!r.step.empty() || !r.error.empty() || !r.definition.empty() || !r.correlation_id.empty() ||
+            !r.signal.empty() || !r.payload.is_null() || !r.context_json.is_null())
+            m.rare.reset(new detail::log_rare{r.step, r.error, r.definition, r.correlation_id, r.signal, r.payload,
+                                              r.context_json});
+        log.publish();
+        return {};
+    }
+
+    result<std::vector<journal_record>> load() override {
+        std::lock_guard lock(mutex_);
+        std::vector<journal_record> out;
+        loaded_.clear();
+        for (detail::saga_log* log = head_; log != nullptr; log = log->journal_next) {
+            emit(*log, log->journal_hold, out);
+            loaded_.emplace(log->id(), log);
+        }
+        for (auto& [id, log] : direct_) emit(*log, log, out);
+        return out;
+    }
+
+    bool adopt(const std::shared_ptr<detail::saga_log>& log) override {
+        std::shared_ptr<detail::saga_log> replaced;  // released after the lock
+        std::lock_guard lock(mutex_);
+        // A saga recovered from this journal replays into a log of its own, which replaces the
+        // one load() gave its records from.
+        if (!loaded_.empty()) {
+            if (auto it = loaded_.find(log->id()); it != loaded_.end()) {
+                replaced = unlink(*it->second);
+                loaded_.erase(it);
+            }
+        }
+        if (!direct_.empty()) {
+            if (auto it = direct_.find(log->id()); it != direct_.end()) {
+                replaced = std::move(it->second);
+                direct_.erase(it);
+            }
+        }
+        log->journal_hold = log;
+        log->journal_prev = tail_;
+        if (tail_ != nullptr) tail_->journal_next = log.get();
+        else head_ = log.get();
+        tail_ = log.get();
+        ++listed_;
+        return true;
+    }
+
+    void retire(detail::saga_log& log) override {
+        if (keep_finished_) return;
+        std::shared_ptr<detail::saga_log> held;  // released after the lock
+        std::lock_guard lock(mutex_);
+        if (log.journal_hold == nullptr) return;  // replaced (the saga was recovered elsewhere)
+        if (!loaded_.empty()) loaded_.erase(log.id());
+        held = unlink(log);
+    }
+
+    /// Sagas with records held.
+    std::size_t sagas() const {
+        std::lock_guard lock(mutex_);
+        return listed_ + direct_.size();
+    }
+
+private:
+    static void emit(const detail::saga_log& log, const std::shared_ptr<const void>& owner,
+                     std::vector<journal_record>& out) {
+        const std::size_t n = log.size();
+        for (std::size_t i = 0; i < n; ++i) out.push_back(log.to_record(i, owner));
+    }
+
+    // Caller holds mutex_; returns the journal's hold on `log`.
+    std::shared_ptr<detail::saga_log> unlink(detail::saga_log& log) {
+        if (log.journal_prev != nullptr) log.journal_prev->journal_next = log.journal_next;
+        else head_ = log.journal_next;
+        if (log.journal_next != nullptr) log.journal_next->journal_prev = log.journal_prev;
+        else tail_ = log.journal_prev;
+        log.journal_prev = log.journal_next = nullptr;
+        --listed_;
+        return std::move(log.journal_hold);
+    }
+
+    mutable std::mutex mutex_;
+    detail::saga_log* head_ = nullptr;  // adopted logs, oldest first
+    detail::saga_log* tail_ = nullptr;
+    std::size_t listed_ = 0;
+    std::unordered_map<uuid, std::shared_ptr<detail::saga_log>> direct_;  // records given to append()
+    std::unordered_map<uuid, detail::saga_log*> loaded_;  // adopted logs as the last load() found them
+    bool keep_finished_;
+};
+
+COURIER_END_NAMESPACE
