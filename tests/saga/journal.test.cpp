@@ -620,3 +620,24 @@ TEST_CASE("a journal whose record names a step the definition does not have is r
     REQUIRE_FALSE(refused);
     CHECK(refused.error().message.find("a step_completed record without a step") != std::string::npos);
 }
+
+TEST_CASE("a journal record with the nil saga id is refused at recovery", "[saga][recovery]") {
+    courier::memory_journal journal;
+    courier::journal_record r;
+    r.seq = 1;  // saga_id stays nil
+    r.op = courier::journal_op::started;
+    r.definition = "test.trip.nil.v1";
+    r.context_json = {{"booked", nlohmann::json::array()}};
+    REQUIRE(journal.append(r));
+    courier::manual_clock clk;
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    courier::saga_definition<trip> def{"test.trip.nil.v1"};
+    def.step("car", [](trip&) {});
+    REQUIRE(sagas.add(def));
+    auto back = sagas.recover();
+    REQUIRE_FALSE(back);
+    CHECK(back.error().code == courier::saga_errc::journal_corrupt);
+    CHECK(back.error().message.find("nil saga id") != std::string::npos);
+    CHECK(sagas.list().empty());
+}

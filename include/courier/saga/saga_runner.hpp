@@ -107,13 +107,15 @@ public:
         // From a block pool (as job records): an instance is over 1 KiB, past glibc's per-thread
         // cache, and malloc's slow path for it cost ~15% of a saga of three no-op steps.
         auto inst = std::allocate_shared<detail::saga_instance>(detail::pooled_allocator<detail::saga_instance>{}, core_,
-                                                                std::move(*program), id, std::move(options.correlation_id));
+                                                                *program, id, std::move(options.correlation_id));
         // Journaled before anyone can see it: a signal or cancel cannot race the `started` record.
         if (auto ok = inst->begin(std::make_unique<detail::typed_context<Ctx>>(std::move(ctx)), at); !ok)
             return unexpected(std::move(ok).error());
         {
             std::lock_guard lock(core_->mutex);
-            if (!core_->sagas.emplace(id, inst).second) {
+            auto [slot, inserted] = core_->sagas.try_emplace(id);
+            if (inserted) *slot = inst;
+            else {
                 inst->abandon();
                 return duplicate();
             }
@@ -158,7 +160,7 @@ public:
         std::lock_guard lock(core_->mutex);
         std::vector<uuid> out;
         out.reserve(core_->sagas.size());
-        for (auto& [id, inst] : core_->sagas) out.push_back(id);
+        core_->sagas.for_each([&](const uuid& id, const auto&) { out.push_back(id); });
         return out;
     }
 
@@ -182,6 +184,10 @@ public:
         std::vector<std::shared_ptr<detail::saga_instance>> to_resume;
         for (auto& id : order) {
             auto& recs = by_saga[id];
+            if (id.is_nil())
+                return unexpected(courier::error(make_error_code(saga_errc::journal_corrupt),
+                                                 "[courier.saga.journal_corrupt] record " + std::to_string(recs.front()->seq) +
+                                                     " has the nil saga id"));
             if (find(id)) {
                 ++report.skipped;
                 continue;
@@ -198,7 +204,7 @@ public:
                 continue;
             }
             auto inst = std::allocate_shared<detail::saga_instance>(detail::pooled_allocator<detail::saga_instance>{}, core_,
-                                                                    program, id, first.correlation_id);
+                                                                    program.get(), id, first.correlation_id);
             const journal_record* at = &first;
             try {
                 for (auto* r : recs) {
@@ -215,7 +221,7 @@ public:
             if (!done) inst->attach_journal();  // (a memory journal swaps the log it had for this one)
             {
                 std::lock_guard lock(core_->mutex);
-                core_->sagas.emplace(id, inst);
+                *core_->sagas.try_emplace(id).first = inst;
             }
             if (done) {
                 core_->on_final(id);
@@ -233,10 +239,12 @@ public:
     saga_journal& journal() noexcept { return core_->journal; }
 
 private:
+    // The registered program of `def`. A raw pointer: the runner's core keeps every registered
+    // program alive, and every saga keeps the core alive.
     template <class Ctx>
-    result<std::shared_ptr<detail::saga_program>> register_program(const saga_definition<Ctx>& def) {
-        std::shared_ptr<detail::saga_program> p = def.program();
-        if (core_->last_program.load(std::memory_order_acquire) == p.get()) return p;
+    result<detail::saga_program*> register_program(const saga_definition<Ctx>& def) {
+        const auto& p = def.program();
+        if (core_->last_program.load(std::memory_order_acquire) == p.get()) return p.get();
         std::lock_guard lock(core_->mutex);
         auto it = core_->programs.find(p->name);
         if (it != core_->programs.end()) {
@@ -245,18 +253,18 @@ private:
                                                  "[courier.saga.invalid_definition] another definition is registered as " +
                                                      p->name));
             core_->last_program.store(p.get(), std::memory_order_release);
-            return it->second;
+            return p.get();
         }
         if (auto ok = p->validate(); !ok) return unexpected(std::move(ok).error());
         core_->programs.emplace(p->name, p);
         core_->last_program.store(p.get(), std::memory_order_release);
-        return p;
+        return p.get();
     }
 
     std::shared_ptr<detail::saga_instance> find(const uuid& id) const {
         std::lock_guard lock(core_->mutex);
-        auto it = core_->sagas.find(id);
-        return it == core_->sagas.end() ? nullptr : it->second;
+        auto* inst = core_->sagas.find(id);
+        return inst ? *inst : nullptr;
     }
 
     std::unique_ptr<memory_journal> owned_journal_;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <courier/core/config.hpp>
+#include <courier/core/detail/uuid_map.hpp>
 #include <courier/core/uuid.hpp>
 
 #include <cstddef>
@@ -16,86 +17,7 @@
 COURIER_BEGIN_NAMESPACE
 namespace bridge::detail {
 
-/// A hash map from non-nil UUIDs to V: open addressing with linear probing and backward-shift
-/// deletion (no tombstones), grown to keep the load at most one half. The nil UUID marks an
-/// empty slot and cannot be a key (an envelope's event_id is never nil: decode refuses it).
-///
-/// Thread safety: none.
-template <class V>
-class uuid_map {
-public:
-    std::size_t size() const noexcept { return size_; }
-
-    V* find(const uuid& k) noexcept {
-        if (size_ == 0) return nullptr;
-        for (std::size_t i = home(k);; i = (i + 1) & mask_) {
-            if (slots_[i].key == k) return &slots_[i].value;
-            if (slots_[i].key.is_nil()) return nullptr;
-        }
-    }
-    bool contains(const uuid& k) const noexcept { return const_cast<uuid_map*>(this)->find(k) != nullptr; }
-
-    /// The value of `k`, inserted (default-constructed) when missing; second: inserted.
-    std::pair<V*, bool> try_emplace(const uuid& k) {
-        if ((size_ + 1) * 2 > slots_.size()) grow();
-        std::size_t i = home(k);
-        for (;; i = (i + 1) & mask_) {
-            if (slots_[i].key == k) return {&slots_[i].value, false};
-            if (slots_[i].key.is_nil()) break;
-        }
-        slots_[i].key = k;
-        slots_[i].value = V{};
-        ++size_;
-        return {&slots_[i].value, true};
-    }
-
-    /// Removes `k`; false when it was not there.
-    bool erase(const uuid& k) noexcept {
-        if (size_ == 0) return false;
-        std::size_t i = home(k);
-        for (;; i = (i + 1) & mask_) {
-            if (slots_[i].key == k) break;
-            if (slots_[i].key.is_nil()) return false;
-        }
-        // Backward shift: pull later entries of the probe run into the hole when their home
-        // does not lie cyclically in (hole, j].
-        std::size_t hole = i;
-        for (std::size_t j = (i + 1) & mask_; !slots_[j].key.is_nil(); j = (j + 1) & mask_) {
-            const std::size_t h = home(slots_[j].key);
-            const bool stays = hole <= j ? (hole < h && h <= j) : (hole < h || h <= j);
-            if (stays) continue;
-            slots_[hole] = std::move(slots_[j]);
-            hole = j;
-        }
-        slots_[hole].key = uuid{};
-        slots_[hole].value = V{};
-        --size_;
-        return true;
-    }
-
-private:
-    struct slot {
-        uuid key{};
-        V value{};
-    };
-    std::size_t home(const uuid& k) const noexcept { return std::hash<uuid>{}(k) & mask_; }
-    void grow() {
-        std::vector<slot> old;
-        old.swap(slots_);
-        slots_.resize(old.empty() ? 16 : old.size() * 2);
-        mask_ = slots_.size() - 1;
-        for (auto& s : old) {
-            if (s.key.is_nil()) continue;
-            std::size_t i = home(s.key);
-            while (!slots_[i].key.is_nil()) i = (i + 1) & mask_;
-            slots_[i] = std::move(s);
-        }
-    }
-
-    std::vector<slot> slots_;
-    std::size_t mask_ = 0;
-    std::size_t size_ = 0;
-};
+using courier::detail::uuid_map;
 
 /// A bounded set of event ids with FIFO eviction.
 ///

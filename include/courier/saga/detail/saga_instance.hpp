@@ -7,6 +7,7 @@
 
 #include <courier/bus/dead_letter_store.hpp>
 #include <courier/core/config.hpp>
+#include <courier/core/detail/uuid_map.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/runtime/runtime.hpp>
 #include <courier/saga/detail/saga_log.hpp>
@@ -69,7 +70,7 @@ struct runner_core {
     saga_options options;
     std::atomic<bool> closed{false};
     std::mutex mutex;
-    std::unordered_map<uuid, std::shared_ptr<saga_instance>> sagas;
+    uuid_map<std::shared_ptr<saga_instance>> sagas;
     std::deque<uuid> finished;
     std::unordered_map<std::string, std::shared_ptr<saga_program>> programs;
     // The program start() saw last (registered; programs are never removed): skips the map.
@@ -137,10 +138,10 @@ public:
         timer_id timer = 0;
     };
 
-    saga_instance(std::shared_ptr<runner_core> core, std::shared_ptr<saga_program> program, uuid id,
-                  std::string correlation)
-        : core_(std::move(core)), program_(std::move(program)), id_(id), correlation_(std::move(correlation)),
-          strand_(core_->single_threaded ? *core_->shared_strand : boost::asio::make_strand(core_->rt.executor())),
+    /// `program`: registered with the runner (its core keeps it alive, and this keeps the core).
+    saga_instance(std::shared_ptr<runner_core> core, saga_program* program, uuid id, std::string correlation)
+        : core_(std::move(core)), program_(program), id_(id), correlation_(std::move(correlation)),
+          strand_(core_->single_threaded ? &*core_->shared_strand : &own_strand_.emplace(boost::asio::make_strand(core_->rt.executor()))),
           direct_(core_->single_threaded),
           log_(std::allocate_shared<saga_log>(pooled_allocator<saga_log>{}, id_, program_->names, correlation_)),
           steps_(program_->steps.size()) {
@@ -150,7 +151,7 @@ public:
     const uuid& id() const noexcept { return id_; }
     /// The correlation id of the saga's events: the one given at start, or the saga id.
     std::string correlation() const { return correlation_.empty() ? id_.to_string() : correlation_; }
-    const saga_executor& strand() const noexcept { return strand_; }
+    const saga_executor& strand() const noexcept { return *strand_; }
     saga_program& program() const noexcept { return *program_; }
 
     // ------------------------------------------------------------------ set-up
@@ -258,7 +259,7 @@ public:
             });
             return;
         }
-        clock_moved();  // the step's code ran since the last record
+        engine_reentered();  // the step's code ran since the last record
         if (core_->closed.load(std::memory_order_acquire)) return;
         auto& s = steps_[idx];
         if (!s.live || s.token != token) return;  // a late completion of a timed-out attempt
@@ -300,11 +301,11 @@ private:
     template <class F>
     void post(F&& f) {
         auto entry = [this, f = std::forward<F>(f)]() mutable {
-            clock_moved();
+            engine_reentered();
             f();
         };
         if (direct_) boost::asio::post(core_->rt.executor(), std::move(entry));
-        else boost::asio::post(strand_, std::move(entry));
+        else boost::asio::post(*strand_, std::move(entry));
     }
 
     // ------------------------------------------------------------------ journal
@@ -319,8 +320,20 @@ private:
         }
         return clock_cache_;
     }
-    /// Control comes back to the engine: the next record reads the clock again.
-    void clock_moved() noexcept { clock_fresh_ = false; }
+    /// Control comes back to the engine: the next record reads the clock again, and asks again
+    /// which events have subscribers (code that ran meanwhile may have subscribed).
+    void engine_reentered() noexcept {
+        clock_fresh_ = false;
+        interest_fresh_ = false;
+    }
+    /// See runner_core::event_interest(); read once per stay in the engine.
+    std::uint32_t event_interest() {
+        if (!interest_fresh_) {
+            interest_ = core_->event_interest();
+            interest_fresh_ = true;
+        }
+        return interest_;
+    }
 
     /// What the next record says, before it has a slot, a time and a seq: one object, reset and
     /// reused. Valid until the next call; record() never nests on one saga (requests are posted).
@@ -725,10 +738,10 @@ private:
     void invoke(std::size_t idx, attempt_kind kind, std::uint32_t attempt, std::uint64_t token) {
         if (core_->closed.load(std::memory_order_acquire)) return;
         if (steps_[idx].token != token || !steps_[idx].live) return;
-        step_env env{id_, program_->steps[idx].name, attempt, kind, &strand_};
+        step_env env{id_, program_->steps[idx].name, attempt, kind, strand_};
         std::exception_ptr error;
         const bool done = program_->invoke(idx, kind, *ctx_, std::move(env), ticket_source{this, idx, kind, token}, error);
-        clock_moved();  // the step's code ran (all of it, or up to its first suspension)
+        engine_reentered();  // the step's code ran (all of it, or up to its first suspension)
         if (done) finish_attempt(idx, kind, token, std::move(error), true);  // a synchronous step: done here
     }
 
@@ -783,7 +796,7 @@ private:
         try {
             program_->apply_signal(idx, *ctx_, payload);
         } catch (...) {
-            clock_moved();
+            engine_reentered();
             restore_snapshot();
             auto& f = next_record(journal_op::step_failed);
             f.step = static_cast<std::uint32_t>(idx);
@@ -792,7 +805,7 @@ private:
             f.error = "signal handler failed: " + describe_exception(std::current_exception());
             return record(f);  // (applying it fails the saga)
         }
-        clock_moved();  // the wait's handler ran
+        engine_reentered();  // the wait's handler ran
         auto& r = next_record(journal_op::signal_received);
         r.step = static_cast<std::uint32_t>(idx);
         r.kind = attempt_kind::signal;
@@ -848,12 +861,12 @@ private:
         } catch (...) {
             // A subscriber's failure is the bus's business, never the saga's.
         }
-        clock_moved();  // inline subscribers ran
+        engine_reentered();  // inline subscribers ran
     }
 
     void publish(const log_record& r) {
         if (!core_->options.publish_events) return;
-        if (!(core_->event_interest() & (1u << static_cast<unsigned>(r.op)))) return;
+        if (!(event_interest() & (1u << static_cast<unsigned>(r.op)))) return;
         switch (r.op) {
         case journal_op::started: return emit<saga_started>(r);
         case journal_op::step_started: return emit<saga_step_started>(r);
@@ -903,15 +916,20 @@ private:
     }
 
     std::shared_ptr<runner_core> core_;
-    std::shared_ptr<saga_program> program_;
+    saga_program* program_;
     uuid id_;
     std::string correlation_;  // empty: the saga id
-    saga_executor strand_;     // its own, or the runner's one on a one-thread runtime
+    // Its own strand, or (on a one-thread runtime) the runner's one, by pointer: a strand is a
+    // shared pointer, and a copy per saga cost two atomic operations.
+    std::optional<saga_executor> own_strand_;
+    const saga_executor* strand_;
     bool direct_ = false;      // one-thread runtime: post to the executor, not through strand_
     std::unique_ptr<context_box> ctx_;  // the live context (strand only)
     transition scratch_;                // see next_record() (strand only)
     time_point clock_cache_{};          // see now() (strand only; begin() before the strand)
     bool clock_fresh_ = false;
+    std::uint32_t interest_ = 0;  // see event_interest() (strand only)
+    bool interest_fresh_ = false;
     bool adopted_ = false;              // the journal keeps log_ itself (no append per record)
 
     // Every record of the saga: what info() and the memory journal read. Its own allocation: a

@@ -171,8 +171,8 @@ public:
     std::shared_ptr<saga_log> journal_hold;  // set while listed: the journal keeps the log alive
 
 private:
-    static constexpr std::size_t inline_records = 12;
-    static constexpr std::size_t chunk_records = 32;
+    static constexpr std::size_t inline_records = 8;  // a saga of three steps writes 8
+    static constexpr std::size_t chunk_records = 16;
     struct chunk {
         log_record records[chunk_records];
         chunk* next = nullptr;

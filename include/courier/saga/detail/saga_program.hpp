@@ -98,6 +98,8 @@ struct pooled_new {
     static void operator delete(void* p, std::size_t n) noexcept {
 #if COURIER_JOBS_RECORD_POOL
         if (n == sizeof(T) && block_pool<sizeof(T), alignof(T)>::instance().put(p)) return;
+#else
+        (void)n;
 #endif
         ::operator delete(p);
     }
