@@ -4,6 +4,8 @@
 #include <courier/runtime/runtime.hpp>
 #include <courier/saga/saga.hpp>
 
+#include "saga_support.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <poll.h>
@@ -38,6 +40,33 @@ std::string slurp(const std::string& path) {
     std::stringstream s;
     s << in.rdbuf();
     return s.str();
+}
+
+using saga_support::fixed;
+
+// The `started` record of saga `id` of definition `def`, with an empty trip as its context.
+courier::journal_record started_record(const courier::uuid& id, std::string def) {
+    courier::journal_record r;
+    r.saga_id = id;
+    r.seq = 1;
+    r.op = courier::journal_op::started;
+    r.definition = std::move(def);
+    r.context_json = {{"booked", nlohmann::json::array()}};
+    return r;
+}
+
+// The error of recover() on `journal` with a one-step definition named `def`.
+courier::error recovery_error(courier::saga_journal& journal, const std::string& def) {
+    courier::manual_clock clk;
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    courier::saga_definition<trip> d{courier::event_name::parse(def).value()};
+    d.step("car", [](trip&) {});
+    REQUIRE(sagas.add(d));
+    auto back = sagas.recover();
+    REQUIRE_FALSE(back);
+    CHECK(sagas.list().empty());
+    return back.error();
 }
 
 struct calls {
@@ -204,7 +233,7 @@ TEST_CASE("recover() restores retry timers and signal waits at their recorded ti
     courier::saga_definition<trip> def{"test.trip.wait.v1"};
     def.step("flaky", [&](trip&) {
            if (++attempts == 1) throw std::runtime_error("busy");
-       }, {.retry = [] { auto p = courier::retry_policy::fixed(10s, 3); p.jitter = 0; return p; }()})
+       }, {.retry = fixed(10s, 3)})
         .wait_for_signal("confirm", "trip.confirmed", 1h)
         .step("done", [](trip& t) { t.booked.push_back("done"); });
     courier::uuid id;
@@ -535,20 +564,17 @@ TEST_CASE("a saga of many records keeps them all across recovery, and its query 
     courier::manual_clock clk;
     int attempts = 0;
     courier::saga_definition<trip> def{"test.trip.many.v1"};
-    auto policy = courier::retry_policy::fixed(1s, 40);
-    policy.jitter = 0;
     def.step("flaky", [&](trip& t) {
            if (++attempts < 25) throw std::runtime_error("busy " + std::to_string(attempts));
            t.booked.push_back("flaky");
-       }, {.retry = policy})
+       }, {.retry = fixed(1s, 40)})
         .step("done", [](trip& t) { t.booked.push_back("done"); });
     courier::uuid id;
     {
         courier::runtime rt(courier::runtime::manual, clk);
         courier::saga_runner sagas(rt, {.journal = &journal});
         id = sagas.start(def, trip{}).value();
-        rt.poll();
-        for (int i = 0; i < 19; ++i) rt.advance(1s);
+        for (int i = 0; i < 20; ++i) i == 0 ? rt.poll() : rt.advance(1s);  // 20 attempts, 1 s apart
         CHECK(attempts == 20);
         auto info = sagas.query(id).value();
         REQUIRE(info.history.size() == 20);
@@ -575,69 +601,33 @@ TEST_CASE("a saga of many records keeps them all across recovery, and its query 
 
 TEST_CASE("a journal whose record names a step the definition does not have is refused at recovery", "[saga][recovery]") {
     courier::memory_journal journal;
-    courier::journal_record r;
-    r.saga_id = courier::uuid::from_u64(7, 7);
-    r.seq = 1;
-    r.op = courier::journal_op::started;
-    r.definition = "test.trip.renamed.v1";
-    r.context_json = {{"booked", nlohmann::json::array()}};
+    auto r = started_record(courier::uuid::from_u64(7, 7), "test.trip.renamed.v1");
     REQUIRE(journal.append(r));
+    r = courier::journal_record{};
+    r.saga_id = courier::uuid::from_u64(7, 7);
     r.seq = 2;
     r.op = courier::journal_op::step_started;
-    r.definition.clear();
-    r.context_json = nullptr;
     r.step = "boat";
     r.attempt = 1;
     REQUIRE(journal.append(r));
-    courier::manual_clock clk;
-    courier::runtime rt(courier::runtime::manual, clk);
-    courier::saga_runner sagas(rt, {.journal = &journal});
-    courier::saga_definition<trip> def{"test.trip.renamed.v1"};
-    def.step("car", [](trip&) {});
-    REQUIRE(sagas.add(def));
-    auto back = sagas.recover();
-    REQUIRE_FALSE(back);
-    CHECK(back.error().code == courier::saga_errc::journal_corrupt);
-    CHECK(back.error().message.find("record 2") != std::string::npos);
-    INFO(back.error().message);
-    CHECK(back.error().message.find("no step 'boat'") != std::string::npos);
+    const auto e = recovery_error(journal, "test.trip.renamed.v1");
+    INFO(e.message);
+    CHECK(e.code == courier::saga_errc::journal_corrupt);
+    CHECK(e.message.find("record 2: the definition has no step 'boat'") != std::string::npos);
     // A step record without its step is refused the same way.
-    r.step.clear();
-    r.saga_id = courier::uuid::from_u64(8, 8);
-    r.seq = 1;
-    r.op = courier::journal_op::started;
-    r.definition = "test.trip.renamed.v1";
-    r.context_json = {{"booked", nlohmann::json::array()}};
     courier::memory_journal other;
-    REQUIRE(other.append(r));
-    r.seq = 2;
+    REQUIRE(other.append(started_record(courier::uuid::from_u64(8, 8), "test.trip.renamed.v1")));
+    r.saga_id = courier::uuid::from_u64(8, 8);
     r.op = courier::journal_op::step_completed;
-    r.definition.clear();
+    r.step.clear();
     REQUIRE(other.append(r));
-    courier::saga_runner again(rt, {.journal = &other});
-    REQUIRE(again.add(def));
-    auto refused = again.recover();
-    REQUIRE_FALSE(refused);
-    CHECK(refused.error().message.find("a step_completed record without a step") != std::string::npos);
+    CHECK(recovery_error(other, "test.trip.renamed.v1").message.find("a step_completed record without a step") != std::string::npos);
 }
 
 TEST_CASE("a journal record with the nil saga id is refused at recovery", "[saga][recovery]") {
     courier::memory_journal journal;
-    courier::journal_record r;
-    r.seq = 1;  // saga_id stays nil
-    r.op = courier::journal_op::started;
-    r.definition = "test.trip.nil.v1";
-    r.context_json = {{"booked", nlohmann::json::array()}};
-    REQUIRE(journal.append(r));
-    courier::manual_clock clk;
-    courier::runtime rt(courier::runtime::manual, clk);
-    courier::saga_runner sagas(rt, {.journal = &journal});
-    courier::saga_definition<trip> def{"test.trip.nil.v1"};
-    def.step("car", [](trip&) {});
-    REQUIRE(sagas.add(def));
-    auto back = sagas.recover();
-    REQUIRE_FALSE(back);
-    CHECK(back.error().code == courier::saga_errc::journal_corrupt);
-    CHECK(back.error().message.find("nil saga id") != std::string::npos);
-    CHECK(sagas.list().empty());
+    REQUIRE(journal.append(started_record(courier::uuid{}, "test.trip.nil.v1")));
+    const auto e = recovery_error(journal, "test.trip.nil.v1");
+    CHECK(e.code == courier::saga_errc::journal_corrupt);
+    CHECK(e.message.find("record 1 has the nil saga id") != std::string::npos);
 }

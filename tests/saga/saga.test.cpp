@@ -4,6 +4,8 @@
 #include <courier/runtime/runtime.hpp>
 #include <courier/saga/saga.hpp>
 
+#include "saga_support.hpp"
+
 #include <boost/asio/post.hpp>
 #if defined(BOOST_ASIO_HAS_CO_AWAIT)  // not with clang 14 + libstdc++ on Boost 1.74
 #include <boost/asio/use_awaitable.hpp>
@@ -41,11 +43,7 @@ struct env {
 };
 
 courier::step_options no_retry() { return {.retry = courier::retry_policy::none(), .compensation_retry = courier::retry_policy::none()}; }
-courier::retry_policy fixed(courier::duration d, std::uint32_t n) {
-    auto p = courier::retry_policy::fixed(d, n);
-    p.jitter = 0;
-    return p;
-}
+using saga_support::fixed;
 
 // True when every saga in `ids` has completed.
 bool all_completed(courier::saga_runner& sagas, const std::vector<courier::uuid>& ids) {
@@ -651,4 +649,47 @@ TEST_CASE("queries and journal loads read sagas while their records are being wr
         CHECK(info.context["amount"] == 1);  // each retry starts from the last journaled context
     }
     CHECK(journal.sagas() == 0);
+}
+
+TEST_CASE("a signal with an empty name and no payload is kept until its wait, like any other", "[saga][signal]") {
+    env e;
+    std::optional<courier::step_completion> held;
+    courier::saga_definition<order> def{"test.signal.empty.v1"};
+    def.step("slow", [&](courier::step_context<order>&, courier::step_completion done) { held.emplace(done); })
+        .wait_for_signal("w", "", 1h)
+        .step("after", [&](order&) { e.trace.push_back("after"); });
+    auto id = e.sagas.start(def, order{}).value();
+    e.rt.poll();
+    REQUIRE(e.sagas.signal(id, ""));  // arrives while "slow" runs
+    e.rt.poll();
+    REQUIRE(held);
+    held->succeed();
+    e.rt.poll();
+    CHECK(e.sagas.query(id)->state == courier::saga_state::completed);
+    CHECK(e.trace == std::vector<std::string>{"after"});
+}
+
+TEST_CASE("runners on different threads register and run the same definition at once", "[saga][threads]") {
+    courier::saga_definition<order> def{"test.threads.shared.v1"};
+    def.step("a", [](order& o) { ++o.amount; }).step("b", [](order& o) { ++o.amount; });
+    // True when all 50 sagas completed with two attempts each (Catch's CHECK is for this thread).
+    auto run = [&def] {
+        courier::runtime rt(courier::runtime_options{.threads = 1});
+        courier::saga_runner sagas(rt);
+        std::vector<courier::uuid> ids;
+        for (int i = 0; i < 50; ++i) {
+            auto id = sagas.start(def, order{});
+            if (!id) return false;
+            ids.push_back(*id);
+        }
+        if (!courier_test::wait_until([&] { return all_completed(sagas, ids); })) return false;
+        for (auto& id : ids)
+            if (sagas.query(id)->history.size() != 2) return false;
+        return true;
+    };
+    bool other_ok = false;
+    std::thread other([&] { other_ok = run(); });
+    CHECK(run());
+    other.join();
+    CHECK(other_ok);
 }

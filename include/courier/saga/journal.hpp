@@ -263,8 +263,7 @@ class saga_journal {
 public:
     virtual ~saga_journal() = default;
     /// Stores `r` durably enough for this journal's promise; the transition it describes takes
-    /// effect only after this returns success. `r.context` is valid during the call only: a
-    /// journal that keeps records keeps a `clone()` (or the JSON) of it.
+    /// effect only after this returns success.
     virtual result<void> append(const journal_record& r) = 0;
     /// Every stored record, each saga's in `seq` order. Errors: saga_errc::journal_corrupt or
     /// saga_errc::journal_io, naming the file and the record.
@@ -273,12 +272,19 @@ public:
     /// For journals that live in the same process as the runner (internal): true when this
     /// journal keeps `log` itself, the saga's own record list, instead of copies of its records.
     /// Then a record is journaled when the saga publishes it into the log, and `append` is not
-    /// called for that saga. `retire` is called after the saga's final record.
-    virtual bool adopt(const std::shared_ptr<detail::saga_log>& log) {
+    /// called for that saga. `recovered`: the saga was rebuilt from what load() returned, and
+    /// its log takes the place of the records it came from.
+    virtual bool adopt(const std::shared_ptr<detail::saga_log>& log, bool recovered) {
         (void)log;
+        (void)recovered;
         return false;
     }
-    virtual void retire(detail::saga_log& log) { (void)log; }
+    /// An adopted log's saga ended (`finished`: its final record is in the log), or never
+    /// started (its start failed: nothing of it is kept).
+    virtual void retire(detail::saga_log& log, bool finished) {
+        (void)log;
+        (void)finished;
+    }
 };
 
 COURIER_END_NAMESPACE

@@ -49,17 +49,17 @@ public:
             it = direct_.emplace(r.saga_id, std::make_shared<detail::saga_log>(r.saga_id, nullptr, "")).first;
         detail::saga_log& log = *it->second;
         detail::log_record& m = log.prepare();
-        m.seq = r.seq;
-        m.at = r.at;
-        m.due = r.due;
-        m.attempt = r.attempt;
-        m.op = r.op;
-        m.kind = r.kind;
-        if (r.context) m.context = r.context->clone();
-        if (!r.step.empty() || !r.error.empty() || !r.definition.empty() || !r.correlation_id.empty() ||
-            !r.signal.empty() || !r.payload.is_null() || !r.context_json.is_null())
-            m.rare.reset(new detail::log_rare{r.step, r.error, r.definition, r.correlation_id, r.signal, r.payload,
-                                              r.context_json});
+        try {
+            detail::copy_common_fields(m, r);
+            if (r.context) m.context = r.context->clone();
+            if (!r.step.empty() || !r.error.empty() || !r.definition.empty() || !r.correlation_id.empty() ||
+                !r.signal.empty() || !r.payload.is_null() || !r.context_json.is_null())
+                m.rare.reset(new detail::log_rare{r.step, r.error, r.definition, r.correlation_id, r.signal, r.payload,
+                                                  r.context_json});
+        } catch (...) {
+            log.discard();
+            throw;
+        }
         log.publish();
         return {};
     }
@@ -76,18 +76,18 @@ public:
         return out;
     }
 
-    bool adopt(const std::shared_ptr<detail::saga_log>& log) override {
+    bool adopt(const std::shared_ptr<detail::saga_log>& log, bool recovered) override {
         std::shared_ptr<detail::saga_log> replaced;  // released after the lock
         std::lock_guard lock(mutex_);
         // A saga recovered from this journal replays into a log of its own, which replaces the
         // one load() gave its records from.
-        if (!loaded_.empty()) {
+        if (recovered && !loaded_.empty()) {
             if (auto it = loaded_.find(log->id()); it != loaded_.end()) {
                 replaced = unlink(*it->second);
                 loaded_.erase(it);
             }
         }
-        if (!direct_.empty()) {
+        if (recovered && !direct_.empty()) {
             if (auto it = direct_.find(log->id()); it != direct_.end()) {
                 replaced = std::move(it->second);
                 direct_.erase(it);
@@ -102,8 +102,8 @@ public:
         return true;
     }
 
-    void retire(detail::saga_log& log) override {
-        if (keep_finished_) return;
+    void retire(detail::saga_log& log, bool finished) override {
+        if (finished && keep_finished_) return;
         std::shared_ptr<detail::saga_log> held;  // released after the lock
         std::lock_guard lock(mutex_);
         if (log.journal_hold == nullptr) return;  // replaced (the saga was recovered elsewhere)

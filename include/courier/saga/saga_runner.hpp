@@ -65,12 +65,14 @@ struct recovery_report {
 class saga_runner {
 public:
     explicit saga_runner(runtime& rt, saga_options options = {}) {
+        std::unique_ptr<saga_journal> owned;
         saga_journal* j = options.journal;
         if (!j) {
-            owned_journal_ = std::make_unique<memory_journal>();
-            j = owned_journal_.get();
+            owned = std::make_unique<memory_journal>();
+            j = owned.get();
         }
         core_ = std::make_shared<detail::runner_core>(rt, *j, std::move(options));
+        core_->owned_journal = std::move(owned);
     }
     ~saga_runner() {
         core_->closed.store(true, std::memory_order_release);
@@ -218,11 +220,16 @@ public:
                                                      std::to_string(at->seq) + ": " + e.what()));
             }
             const bool done = inst->finished();
-            if (!done) inst->attach_journal();  // (a memory journal swaps the log it had for this one)
             {
                 std::lock_guard lock(core_->mutex);
-                *core_->sagas.try_emplace(id).first = inst;
+                auto [slot, inserted] = core_->sagas.try_emplace(id);
+                if (!inserted) {  // started meanwhile with this id
+                    ++report.skipped;
+                    continue;
+                }
+                *slot = inst;
             }
+            if (!done) inst->attach_journal(true);  // (a memory journal swaps the log it had for this one)
             if (done) {
                 core_->on_final(id);
                 ++report.finished;
@@ -267,7 +274,6 @@ private:
         return inst ? *inst : nullptr;
     }
 
-    std::unique_ptr<memory_journal> owned_journal_;
     std::shared_ptr<detail::runner_core> core_;
 };
 

@@ -67,6 +67,9 @@ struct runner_core {
     }
     runtime& rt;
     saga_journal& journal;
+    // The runner's default journal: held here, so that a handler still running when the runner
+    // goes (it passed the `closed` check) finds it.
+    std::unique_ptr<saga_journal> owned_journal;
     saga_options options;
     std::atomic<bool> closed{false};
     std::mutex mutex;
@@ -161,18 +164,24 @@ public:
         ctx_ = std::move(ctx);
         clock_cache_ = at;
         clock_fresh_ = true;
-        attach_journal();
+        attach_journal(false);
         auto& r = next_record(journal_op::started);
         r.with_context = true;
-        if (record(r)) return {};
+        try {
+            if (record(r)) return {};
+        } catch (...) {
+            abandon();
+            throw;
+        }
         abandon();
         return unexpected(courier::error(make_error_code(saga_errc::journal_io), halt_error()));
     }
     /// Journals the saga's log itself when the journal keeps logs (see saga_journal::adopt).
-    void attach_journal() { adopted_ = core_->journal.adopt(log_); }
+    /// `recovered`: rebuilt by recover() from what the journal's load() returned.
+    void attach_journal(bool recovered) { adopted_ = core_->journal.adopt(log_, recovered); }
     /// The saga will not run (its start failed): the journal lets go of its log.
     void abandon() {
-        if (adopted_) core_->journal.retire(*log_);
+        if (adopted_) core_->journal.retire(*log_, false);
         adopted_ = false;
     }
 
@@ -181,12 +190,7 @@ public:
     void replay(const journal_record& r) {
         auto& m = log_->prepare();
         try {
-            m.seq = r.seq;
-            m.at = r.at;
-            m.due = r.due;
-            m.attempt = r.attempt;
-            m.op = r.op;
-            m.kind = r.kind;
+            copy_common_fields(m, r);
             if (!r.step.empty()) {
                 const auto i = program_->find_step(r.step);
                 if (i == no_index) throw std::runtime_error("the definition has no step " + quote_for_message(r.step, 64));
@@ -370,26 +374,31 @@ private:
     /// changes and the saga halts where it is (recover() on a healthy journal resumes it).
     bool record(transition& t) {
         auto& m = log_->prepare();
-        m.seq = seq_ + 1;
-        m.at = now();
-        m.due = t.due;
-        m.attempt = t.attempt;
-        m.step = t.step;
-        m.op = t.op;
-        m.kind = t.kind;
-        if (t.with_context) m.context = ctx_->clone();
-        if (!t.error.empty() || !t.signal.empty() || !t.payload.is_null()) {
-            m.rare = std::make_unique<log_rare>();
-            m.rare->error = std::move(t.error);
-            m.rare->signal = std::move(t.signal);
-            m.rare->payload = std::move(t.payload);
-        }
-        if (!adopted_) {
-            if (auto ok = core_->journal.append(log_->to_record(m, nullptr)); !ok) {
-                log_->discard();
-                halt(ok.error().message);
-                return false;
+        try {
+            m.seq = seq_ + 1;
+            m.at = now();
+            m.due = t.due;
+            m.attempt = t.attempt;
+            m.step = t.step;
+            m.op = t.op;
+            m.kind = t.kind;
+            if (t.with_context) m.context = ctx_->clone();
+            if (!t.error.empty() || t.op == journal_op::signal_received) {
+                m.rare = std::make_unique<log_rare>();
+                m.rare->error = std::move(t.error);
+                m.rare->signal = std::move(t.signal);
+                m.rare->payload = std::move(t.payload);
             }
+            if (!adopted_) {
+                if (auto ok = core_->journal.append(log_->to_record(m, log_)); !ok) {
+                    log_->discard();
+                    halt(ok.error().message);
+                    return false;
+                }
+            }
+        } catch (...) {  // a context's copy or JSON, or the journal, threw: the slot stays free
+            log_->discard();
+            throw;
         }
         log_->publish();
         ++seq_;
@@ -397,7 +406,7 @@ private:
         publish(m);
         if (is_final(m.op)) {
             if (m.op == journal_op::compensation_failed) record_dead_letter(m);
-            if (adopted_) core_->journal.retire(*log_);
+            if (adopted_) core_->journal.retire(*log_, true);
             core_->on_final(id_);
         }
         return true;

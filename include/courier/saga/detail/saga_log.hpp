@@ -52,6 +52,16 @@ struct log_record {
     bool has_step() const noexcept { return step != no_step || (rare && !rare->step.empty()); }
 };
 
+/// Copies what every record has (not its step, context or rare fields) from a journal record.
+inline void copy_common_fields(log_record& m, const journal_record& r) noexcept {
+    m.seq = r.seq;
+    m.at = r.at;
+    m.due = r.due;
+    m.attempt = r.attempt;
+    m.op = r.op;
+    m.kind = r.kind;
+}
+
 /// The append-only log of one saga.
 ///
 /// Thread safety: one writer at a time (prepare/publish/discard); readers call size() first and

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -139,8 +140,25 @@ public:
         return no_index;
     }
 
-    /// Checks names and branch targets; resolves branch_node.
+    /// Checks names and branch targets; resolves branch_node and builds `names`. Once per program:
+    /// runners on other threads may register the same definition (and read `names`) meanwhile.
     result<void> validate() {
+        std::call_once(validated_, [this] { validation_ = check(); });
+        return validation_;
+    }
+
+    /// Runs the action or compensation of `step` on the strand. A synchronous step returns true
+    /// with its outcome in `error`; an asynchronous one returns false and reports later through a
+    /// ticket made from `done`.
+    virtual bool invoke(std::size_t step, attempt_kind kind, context_box& ctx, step_env env, const ticket_source& done,
+                        std::exception_ptr& error) = 0;
+    /// Folds a signal's payload into the context (the wait's handler, if any).
+    virtual void apply_signal(std::size_t step, context_box& ctx, const nlohmann::json& payload) = 0;
+    /// A mutable context from a record's context (typed copy or JSON). Throws on bad JSON.
+    virtual std::unique_ptr<context_box> restore(const journal_record& r) const = 0;
+
+private:
+    result<void> check() {
         auto bad = [&](std::string why) {
             return unexpected(courier::error(make_error_code(saga_errc::invalid_definition),
                                              "[courier.saga.invalid_definition] " + name + ": " + why));
@@ -169,15 +187,8 @@ public:
         return {};
     }
 
-    /// Runs the action or compensation of `step` on the strand. A synchronous step returns true
-    /// with its outcome in `error`; an asynchronous one returns false and reports later through a
-    /// ticket made from `done`.
-    virtual bool invoke(std::size_t step, attempt_kind kind, context_box& ctx, step_env env, const ticket_source& done,
-                        std::exception_ptr& error) = 0;
-    /// Folds a signal's payload into the context (the wait's handler, if any).
-    virtual void apply_signal(std::size_t step, context_box& ctx, const nlohmann::json& payload) = 0;
-    /// A mutable context from a record's context (typed copy or JSON). Throws on bad JSON.
-    virtual std::unique_ptr<context_box> restore(const journal_record& r) const = 0;
+    std::once_flag validated_;
+    result<void> validation_;
 };
 
 }  // namespace detail
