@@ -143,17 +143,20 @@ public:
 
     /// `program`: registered with the runner (its core keeps it alive, and this keeps the core).
     saga_instance(std::shared_ptr<runner_core> core, saga_program* program, uuid id, std::string correlation)
-        : core_(std::move(core)), program_(program), id_(id), correlation_(std::move(correlation)),
+        : core_(std::move(core)), program_(program), id_(id),
           strand_(core_->single_threaded ? &*core_->shared_strand : &own_strand_.emplace(boost::asio::make_strand(core_->rt.executor()))),
           direct_(core_->single_threaded),
-          log_(std::allocate_shared<saga_log>(pooled_allocator<saga_log>{}, id_, program_->names, correlation_)),
+          log_(std::allocate_shared<saga_log>(pooled_allocator<saga_log>{}, id_, program_->names, std::move(correlation))),
           steps_(program_->steps.size()) {
         completed_order_.reserve(program_->steps.size());  // no-ops up to inline_steps
     }
 
     const uuid& id() const noexcept { return id_; }
     /// The correlation id of the saga's events: the one given at start, or the saga id.
-    std::string correlation() const { return correlation_.empty() ? id_.to_string() : correlation_; }
+    std::string correlation() const {
+        const auto& given = log_->correlation();
+        return given.empty() ? id_.to_string() : given;
+    }
     const saga_executor& strand() const noexcept { return *strand_; }
     saga_program& program() const noexcept { return *program_; }
 
@@ -927,7 +930,6 @@ private:
     std::shared_ptr<runner_core> core_;
     saga_program* program_;
     uuid id_;
-    std::string correlation_;  // empty: the saga id
     // Its own strand, or (on a one-thread runtime) the runner's one, by pointer: a strand is a
     // shared pointer, and a copy per saga cost two atomic operations.
     std::optional<saga_executor> own_strand_;

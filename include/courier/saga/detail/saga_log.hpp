@@ -64,8 +64,8 @@ inline void copy_common_fields(log_record& m, const journal_record& r) noexcept 
 
 /// The append-only log of one saga.
 ///
-/// Thread safety: one writer at a time (prepare/publish/discard); readers call size() first and
-/// read only records below it. Records never move: the first few are inline, later ones in
+/// Thread safety: one writer at a time (prepare, then publish or discard); readers call size()
+/// first and read only records below it. Records never move: the first few are inline, later ones in
 /// linked chunks.
 class saga_log {
 public:
@@ -76,7 +76,7 @@ public:
     saga_log(const saga_log&) = delete;
     saga_log& operator=(const saga_log&) = delete;
     ~saga_log() {
-        const std::size_t n = size_.load(std::memory_order_relaxed) + (prepared_ ? 1 : 0);
+        const std::size_t n = size_.load(std::memory_order_relaxed);
         for (std::size_t i = 0; i < n && i < inline_records; ++i) std::destroy_at(&inline_[i].record);
         for (chunk* c = first_chunk_; c != nullptr;) {
             chunk* next = c->next;
@@ -91,14 +91,11 @@ public:
     const std::string& correlation() const noexcept { return correlation_; }
 
     // ------------------------------------------------------------------ writer
-    /// The slot after the last record, not yet visible to readers.
+    /// The slot after the last record, not yet visible to readers; publish() or discard() it
+    /// before the next prepare().
     log_record& prepare() {
         const std::size_t n = size_.load(std::memory_order_relaxed);
-        if (n < inline_records) {
-            if (!prepared_) std::construct_at(&inline_[n].record);
-            prepared_ = true;
-            return inline_[n].record;
-        }
+        if (n < inline_records) return *std::construct_at(&inline_[n].record);
         const std::size_t k = n - inline_records;
         if (k / chunk_records == chunks_) {  // (a discarded record leaves its chunk for the next)
             auto* c = new chunk;
@@ -110,19 +107,12 @@ public:
         return last_chunk_->records[k % chunk_records];
     }
     /// Makes the prepared record visible.
-    void publish() noexcept {
-        prepared_ = false;
-        size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    }
+    void publish() noexcept { size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
     /// Forgets the prepared record (its journal append failed).
     void discard() noexcept {
         const std::size_t n = size_.load(std::memory_order_relaxed);
-        if (n < inline_records) {
-            if (prepared_) std::destroy_at(&inline_[n].record);
-            prepared_ = false;
-            return;
-        }
-        last_chunk_->records[(n - inline_records) % chunk_records] = log_record{};
+        if (n < inline_records) std::destroy_at(&inline_[n].record);
+        else last_chunk_->records[(n - inline_records) % chunk_records] = log_record{};
     }
 
     // ------------------------------------------------------------------ readers
@@ -198,7 +188,6 @@ private:
         log_record record;
     };
     inline_slot inline_[inline_records];
-    bool prepared_ = false;  // prepare() built the slot after the last record
     chunk* first_chunk_ = nullptr;
     chunk* last_chunk_ = nullptr;
     std::size_t chunks_ = 0;
