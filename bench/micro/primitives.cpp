@@ -1,6 +1,8 @@
 // courier-microbench: Google Benchmark timings of the primitives on every event's path:
 // parsing an event name, parsing and matching topic patterns, encoding and decoding the
-// JSON envelope, and making UUID v7 ids. Run: ./scripts/bench --micro [--benchmark_filter=...]
+// JSON envelope, a typed event's data to and from JSON text, and making UUID v7 ids.
+// Run: ./scripts/bench --micro [--benchmark_filter=...]
+#include <courier/bridge/detail/canonical_json.hpp>
 #include <courier/core/uuid.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/event/envelope_codec.hpp>
@@ -9,6 +11,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <charconv>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -133,6 +136,57 @@ void envelope_decode(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * wire.size()));
 }
 BENCHMARK(envelope_decode);
+
+/// A typed event's `data` as a bridge carries it: two integers.
+struct two_fields {
+    std::uint64_t seq = 0;
+    std::uint64_t sent_ns = 0;
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(two_fields, seq, sent_ns)
+};
+
+void typed_data_to_text(benchmark::State& state) {
+    // What a forward route pays for `data`: the event's to_json document, then its text.
+    std::uint64_t i = 0;
+    for (auto _ : state) {
+        const nlohmann::json doc = two_fields{++i, 1735689600123456789ull};
+        std::string s = doc.dump();
+        benchmark::DoNotOptimize(s);
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(typed_data_to_text);
+
+void typed_data_from_text(benchmark::State& state) {
+    // What an ingest pays for `data` (the bridge's one-pass reader builds the document), then
+    // a typed subscriber's get<T>().
+    const std::string text = nlohmann::json(two_fields{123456, 1735689600123456789ull}).dump();
+    for (auto _ : state) {
+        nlohmann::json doc;
+        std::size_t pos = 0, depth = 0;
+        if (!courier::bridge::detail::canonical_json::parse_prefix(text, pos, doc, depth)) state.SkipWithError("not canonical");
+        auto t = doc.get<two_fields>();
+        benchmark::DoNotOptimize(t);
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(typed_data_from_text);
+
+void typed_data_to_text_by_hand(benchmark::State& state) {
+    // The floor for the same text without a document: what a generated writer could do.
+    std::uint64_t i = 0;
+    std::string s;
+    for (auto _ : state) {
+        s.assign("{\"sent_ns\":");
+        char buf[24];
+        s.append(buf, static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, 1735689600123456789ull).ptr - buf));
+        s.append(",\"seq\":");
+        s.append(buf, static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, ++i).ptr - buf));
+        s.push_back('}');
+        benchmark::DoNotOptimize(s.data());
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(typed_data_to_text_by_hand);
 
 void uuid_v7_make(benchmark::State& state) {
     const auto now = std::chrono::system_clock::now();
