@@ -78,6 +78,8 @@ public:
         core_->closed.store(true, std::memory_order_release);
         std::lock_guard lock(core_->mutex);
         core_->sagas.clear();
+        core_->finished_sagas.clear();
+        core_->finished.clear();
     }
     saga_runner(const saga_runner&) = delete;
     saga_runner& operator=(const saga_runner&) = delete;
@@ -104,7 +106,7 @@ public:
             return unexpected(errc::duplicate, "[courier.saga.duplicate_id] a saga with id " + id.to_string() +
                                                    " already exists");
         };
-        if (!fresh && find(id)) return duplicate();
+        if (!fresh && known(id)) return duplicate();
         // An empty correlation id stands for the saga id (formatted only when an event needs it).
         // From a block pool (as job records): an instance is over 1 KiB, past glibc's per-thread
         // cache, and malloc's slow path for it cost ~15% of a saga of three no-op steps.
@@ -115,12 +117,16 @@ public:
             return unexpected(std::move(ok).error());
         {
             std::lock_guard lock(core_->mutex);
-            auto [slot, inserted] = core_->sagas.try_emplace(id);
-            if (inserted) *slot = inst;
-            else {
+            std::shared_ptr<detail::saga_instance>* slot = nullptr;
+            if (fresh || core_->finished_sagas.find(id) == nullptr) {
+                auto [s, inserted] = core_->sagas.try_emplace(id);
+                if (inserted) slot = s;
+            }
+            if (slot == nullptr) {
                 inst->abandon();
                 return duplicate();
             }
+            *slot = inst;
         }
         inst->kick();
         return id;
@@ -131,9 +137,8 @@ public:
     /// Errors: errc::not_found (no such saga), errc::invalid_state (it has finished).
     result<void> signal(const uuid& id, std::string name, nlohmann::json payload = {}) {
         auto inst = find(id);
-        if (!inst) return unexpected(errc::not_found, "[courier.saga.not_found] no saga " + id.to_string());
-        if (is_final(inst->state()))
-            return unexpected(errc::invalid_state, "[courier.saga.finished] saga " + id.to_string() + " has finished");
+        if (!inst) return not_running(id);
+        if (is_final(inst->state())) return finished_error(id);
         inst->post_signal(std::move(name), std::move(payload));
         return {};
     }
@@ -143,26 +148,32 @@ public:
     /// Errors: errc::not_found, errc::invalid_state (it has finished).
     result<void> cancel(const uuid& id, std::string reason = "cancelled by request") {
         auto inst = find(id);
-        if (!inst) return unexpected(errc::not_found, "[courier.saga.not_found] no saga " + id.to_string());
-        if (is_final(inst->state()))
-            return unexpected(errc::invalid_state, "[courier.saga.finished] saga " + id.to_string() + " has finished");
+        if (!inst) return not_running(id);
+        if (is_final(inst->state())) return finished_error(id);
         inst->post_cancel(std::move(reason));
         return {};
     }
 
     /// State, current step, attempt history and context of a saga (running, or finished and retained).
     std::optional<saga_info> query(const uuid& id) const {
-        auto inst = find(id);
-        if (!inst) return std::nullopt;
-        return inst->info();
+        if (auto inst = find(id)) return inst->info();
+        detail::finished_saga kept;
+        {
+            std::lock_guard lock(core_->mutex);
+            auto* f = core_->finished_sagas.find(id);
+            if (f == nullptr) return std::nullopt;
+            kept = *f;
+        }
+        return detail::saga_instance::info_of(*kept.program, *kept.log);
     }
 
     /// Ids of the sagas this runner knows (running and retained finished ones).
     std::vector<uuid> list() const {
         std::lock_guard lock(core_->mutex);
         std::vector<uuid> out;
-        out.reserve(core_->sagas.size());
+        out.reserve(core_->sagas.size() + core_->finished_sagas.size());
         core_->sagas.for_each([&](const uuid& id, const auto&) { out.push_back(id); });
+        core_->finished_sagas.for_each([&](const uuid& id, const auto&) { out.push_back(id); });
         return out;
     }
 
@@ -222,6 +233,10 @@ public:
             const bool done = inst->finished();
             {
                 std::lock_guard lock(core_->mutex);
+                if (core_->finished_sagas.find(id) != nullptr) {  // started and finished meanwhile with this id
+                    ++report.skipped;
+                    continue;
+                }
                 auto [slot, inserted] = core_->sagas.try_emplace(id);
                 if (!inserted) {  // started meanwhile with this id
                     ++report.skipped;
@@ -268,10 +283,23 @@ private:
         return p.get();
     }
 
+    // A running saga (finished ones keep their log only: see runner_core::finished_sagas).
     std::shared_ptr<detail::saga_instance> find(const uuid& id) const {
         std::lock_guard lock(core_->mutex);
         auto* inst = core_->sagas.find(id);
         return inst ? *inst : nullptr;
+    }
+    bool known(const uuid& id) const {
+        std::lock_guard lock(core_->mutex);
+        return core_->sagas.find(id) != nullptr || core_->finished_sagas.find(id) != nullptr;
+    }
+    // For signal and cancel, which a finished saga refuses with its own error.
+    result<void> not_running(const uuid& id) const {
+        if (known(id)) return finished_error(id);
+        return unexpected(errc::not_found, "[courier.saga.not_found] no saga " + id.to_string());
+    }
+    static result<void> finished_error(const uuid& id) {
+        return unexpected(errc::invalid_state, "[courier.saga.finished] saga " + id.to_string() + " has finished");
     }
 
     std::shared_ptr<detail::runner_core> core_;

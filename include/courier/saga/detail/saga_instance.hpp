@@ -39,7 +39,8 @@ struct saga_options {
     /// Where transitions are journaled; null: an in-memory journal owned by the runner.
     /// A journal given here must outlive the runner.
     saga_journal* journal = nullptr;
-    /// Finished sagas kept for `query` (the oldest are forgotten beyond this).
+    /// Finished sagas kept for `query` (the oldest are forgotten beyond this). A finished saga
+    /// keeps its records only (about 0.8 KiB for three steps; its engine is released at once).
     std::size_t retain_finished = 10000;
     /// Publish courier.saga.* events (only built when someone subscribes).
     bool publish_events = true;
@@ -59,6 +60,12 @@ inline std::string describe_exception(const std::exception_ptr& e) {
 
 class saga_instance;
 
+/// What a runner keeps of a finished saga for `query`: its definition and its records.
+struct finished_saga {
+    const saga_program* program = nullptr;
+    std::shared_ptr<saga_log> log;
+};
+
 /// State shared by a runner and its sagas (outlives the runner while handlers are queued).
 struct runner_core {
     runner_core(runtime& r, saga_journal& j, saga_options o)
@@ -73,8 +80,12 @@ struct runner_core {
     saga_options options;
     std::atomic<bool> closed{false};
     std::mutex mutex;
+    // Running sagas. A saga that finishes moves to finished_sagas as its log alone: its engine
+    // (steps, strand, live context) goes at once, while it is hot, and a retained saga weighs
+    // its records only.
     uuid_map<std::shared_ptr<saga_instance>> sagas;
-    std::deque<uuid> finished;
+    uuid_map<finished_saga> finished_sagas;
+    std::deque<uuid> finished;  // finished_sagas' ids, oldest first (forgotten beyond retain_finished)
     std::unordered_map<std::string, std::shared_ptr<saga_program>> programs;
     // The program start() saw last (registered; programs are never removed): skips the map.
     std::atomic<const saga_program*> last_program{nullptr};
@@ -114,14 +125,8 @@ struct runner_core {
         if (rt.bus().template has_subscribers<E>()) mask |= 1u << static_cast<unsigned>(op);
     }
 
-    void on_final(const uuid& id) {
-        std::lock_guard lock(mutex);
-        finished.push_back(id);
-        while (finished.size() > options.retain_finished) {
-            sagas.erase(finished.front());
-            finished.pop_front();
-        }
-    }
+    /// A saga reached its final record (on its strand): it is kept for query as its log only.
+    void on_final(const uuid& id);
 };
 
 class saga_instance final : public attempt_sink, public std::enable_shared_from_this<saga_instance> {
@@ -243,18 +248,25 @@ public:
 
     /// The saga as its log tells it (any thread: published records never change).
     saga_info info() const {
-        saga_info i;
-        i.id = id_;
-        i.definition = program_->name;
-        i.correlation_id = correlation();
-        const context_box* ctx = nullptr;
-        const std::size_t n = log_->size();
-        for (std::size_t k = 0; k < n; ++k) fold(i, (*log_)[k], ctx);
-        i.context = ctx ? ctx->to_json() : nlohmann::json();
+        saga_info i = info_of(*program_, *log_);
         std::lock_guard lock(halt_mutex_);
         if (!halt_error_.empty()) i.error = halt_error_;
         return i;
     }
+    /// What query shows of a saga: its log folded (any thread; the log publishes each record).
+    static saga_info info_of(const saga_program& program, const saga_log& log) {
+        saga_info i;
+        i.id = log.id();
+        i.definition = program.name;
+        i.correlation_id = log.correlation().empty() ? log.id().to_string() : log.correlation();
+        const context_box* ctx = nullptr;
+        const std::size_t n = log.size();
+        for (std::size_t k = 0; k < n; ++k) fold(program, log, i, log[k], ctx);
+        i.context = ctx ? ctx->to_json() : nlohmann::json();
+        return i;
+    }
+    /// Its records (kept by the runner once it has finished).
+    const std::shared_ptr<saga_log>& log() const noexcept { return log_; }
     saga_state state() const { return shown_state_.load(std::memory_order_acquire); }
 
     // ------------------------------------------------------------------ attempts
@@ -527,8 +539,8 @@ private:
     }
 
     /// What a record changes in a query's view (the view-side twin of apply()).
-    void fold(saga_info& i, const log_record& r, const context_box*& ctx) const {
-        const std::string_view name = log_->step_name(r);
+    static void fold(const saga_program& program, const saga_log& log, saga_info& i, const log_record& r, const context_box*& ctx) {
+        const std::string_view name = log.step_name(r);
         i.updated_at = r.at;
         auto open = [&](attempt_kind kind) -> saga_attempt* {
             for (auto it = i.history.rbegin(); it != i.history.rend(); ++it)
@@ -580,7 +592,7 @@ private:
         case journal_op::wait_timed_out:
             finish(false);
             i.state = saga_state::running;
-            if ((r.step == no_step || program_->steps[r.step].branch_node == no_index) && i.error.empty())
+            if ((r.step == no_step || program.steps[r.step].branch_node == no_index) && i.error.empty())
                 i.error = std::string(r.error());
             break;
         case journal_op::cancel_requested:
@@ -968,6 +980,25 @@ private:
     mutable std::mutex halt_mutex_;
     std::string halt_error_;
 };
+
+inline void runner_core::on_final(const uuid& id) {
+    // Declared before the lock, so released after it: the engine is still on the saga's stack
+    // (every entry onto its strand holds the instance), and it goes when that returns.
+    std::shared_ptr<saga_instance> engine;
+    std::lock_guard lock(mutex);
+    if (auto* live = sagas.find(id)) {
+        engine = std::move(*live);
+        sagas.erase(id);
+        auto* kept = finished_sagas.try_emplace(id).first;
+        kept->program = &engine->program();
+        kept->log = engine->log();
+    }
+    finished.push_back(id);
+    while (finished.size() > options.retain_finished) {
+        finished_sagas.erase(finished.front());
+        finished.pop_front();
+    }
+}
 
 }  // namespace detail
 COURIER_END_NAMESPACE
