@@ -76,9 +76,13 @@ public:
     }
     ~saga_runner() {
         core_->closed.store(true, std::memory_order_release);
+        // Destroyed after the lock: sagas hold user contexts, whose destructors must not run
+        // under a lock that handlers still running on other threads take.
+        decltype(core_->sagas) running;
+        decltype(core_->finished_sagas) done;
         std::lock_guard lock(core_->mutex);
-        core_->sagas.clear();
-        core_->finished_sagas.clear();
+        std::swap(running, core_->sagas);
+        std::swap(done, core_->finished_sagas);
         core_->finished.clear();
     }
     saga_runner(const saga_runner&) = delete;
@@ -201,7 +205,7 @@ public:
                 return unexpected(courier::error(make_error_code(saga_errc::journal_corrupt),
                                                  "[courier.saga.journal_corrupt] record " + std::to_string(recs.front()->seq) +
                                                      " has the nil saga id"));
-            if (find(id)) {
+            if (known(id)) {
                 ++report.skipped;
                 continue;
             }

@@ -93,16 +93,17 @@ private:
     };
     std::size_t home(const uuid& k) const noexcept { return std::hash<uuid>{}(k) & mask_; }
     void grow() {
-        std::vector<slot> old;
-        old.swap(slots_);
-        slots_.resize(old.empty() ? 16 : old.size() * 2);
-        mask_ = slots_.size() - 1;
-        for (auto& s : old) {
+        // The bigger table is allocated before anything moves: if that throws, the map is intact.
+        std::vector<slot> bigger(slots_.empty() ? 16 : slots_.size() * 2);
+        const std::size_t mask = bigger.size() - 1;
+        for (auto& s : slots_) {
             if (s.key.is_nil()) continue;
-            std::size_t i = home(s.key);
-            while (!slots_[i].key.is_nil()) i = (i + 1) & mask_;
-            slots_[i] = std::move(s);
+            std::size_t i = std::hash<uuid>{}(s.key) & mask;
+            while (!bigger[i].key.is_nil()) i = (i + 1) & mask;
+            bigger[i] = std::move(s);
         }
+        slots_.swap(bigger);
+        mask_ = mask;
     }
 
     std::vector<slot> slots_;

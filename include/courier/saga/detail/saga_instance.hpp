@@ -64,6 +64,9 @@ class saga_instance;
 struct finished_saga {
     const saga_program* program = nullptr;
     std::shared_ptr<saga_log> log;
+    // Set only while an asynchronous attempt that timed out may still be running: its code holds
+    // the step's context and executor, which live in the engine.
+    std::shared_ptr<saga_instance> engine;
 };
 
 /// State shared by a runner and its sagas (outlives the runner while handlers are queued).
@@ -267,13 +270,16 @@ public:
     }
     /// Its records (kept by the runner once it has finished).
     const std::shared_ptr<saga_log>& log() const noexcept { return log_; }
+    /// Asynchronous attempts whose code has not handed back its ticket (strand only).
+    bool attempts_out() const noexcept { return async_out_ != 0; }
     saga_state state() const { return shown_state_.load(std::memory_order_acquire); }
 
     // ------------------------------------------------------------------ attempts
     void finish_attempt(std::size_t idx, attempt_kind kind, std::uint64_t token, std::exception_ptr error,
                         bool on_strand) override {
-        if (!on_strand) {
+        if (!on_strand) {  // an asynchronous attempt's ticket: the attempt's code is done with us
             post([self = shared_from_this(), idx, kind, token, e = std::move(error)]() mutable {
+                if (self->async_out_ != 0 && --self->async_out_ == 0) self->abandoned_.clear();
                 self->finish_attempt(idx, kind, token, std::move(e), true);
             });
             return;
@@ -611,7 +617,13 @@ private:
 
     // A failed attempt's changes to the live context are discarded: it goes back to the last
     // journaled one.
-    void restore_snapshot() { ctx_ = committed_->clone(); }
+    // An asynchronous attempt still out (one that timed out, or a parallel sibling) holds a
+    // pointer to the context it was given: that box is kept, not freed, until every ticket is
+    // back, and what the attempt still writes into it is discarded with it.
+    void restore_snapshot() {
+        if (async_out_ != 0) abandoned_.push_back(std::move(ctx_));
+        ctx_ = committed_->clone();
+    }
 
     // ------------------------------------------------------------------ the engine
     void drive() {
@@ -767,6 +779,7 @@ private:
         const bool done = program_->invoke(idx, kind, *ctx_, std::move(env), ticket_source{this, idx, kind, token}, error);
         engine_reentered();  // the step's code ran (all of it, or up to its first suspension)
         if (done) finish_attempt(idx, kind, token, std::move(error), true);  // a synchronous step: done here
+        else ++async_out_;  // until its ticket comes back (also after a timeout)
     }
 
     // Schedules `fire(self, step)` on the saga's strand at steps_[idx].due. A later arm or a
@@ -972,6 +985,8 @@ private:
     bool halted_ = false;
     static constexpr int max_inline_depth = 8;
     int inline_depth_ = 0;  // nested synchronous step calls on the strand
+    std::uint32_t async_out_ = 0;  // see attempts_out()
+    std::vector<std::unique_ptr<context_box>> abandoned_;  // see restore_snapshot()
     saga_state state_ = saga_state::running;
     std::string error_;     // the failure that started compensation, or the cancel reason
     std::atomic<saga_state> shown_state_{saga_state::running};  // state_, for state() from any thread
@@ -982,19 +997,30 @@ private:
 };
 
 inline void runner_core::on_final(const uuid& id) {
-    // Declared before the lock, so released after it: the engine is still on the saga's stack
-    // (every entry onto its strand holds the instance), and it goes when that returns.
+    // Declared before the lock, so destroyed after it: the engine is still on the saga's stack
+    // (every entry onto its strand holds the instance) and goes when that returns; an evicted
+    // saga's context copies run user destructors, which must not run under the runner's lock.
     std::shared_ptr<saga_instance> engine;
+    finished_saga evicted;
     std::lock_guard lock(mutex);
-    if (auto* live = sagas.find(id)) {
-        engine = std::move(*live);
-        sagas.erase(id);
-        auto* kept = finished_sagas.try_emplace(id).first;
-        kept->program = &engine->program();
-        kept->log = engine->log();
-    }
+    auto* live = sagas.find(id);
+    if (live == nullptr) return;  // the runner is gone (it cleared its maps)
+    // Everything that can throw first, so that a failure leaves the saga where it was.
     finished.push_back(id);
+    finished_saga* kept = nullptr;
+    try {
+        kept = finished_sagas.try_emplace(id).first;
+    } catch (...) {
+        finished.pop_back();
+        throw;
+    }
+    engine = std::move(*live);
+    sagas.erase(id);
+    kept->program = &engine->program();
+    kept->log = engine->log();
+    if (engine->attempts_out()) kept->engine = engine;
     while (finished.size() > options.retain_finished) {
+        if (auto* old = finished_sagas.find(finished.front())) evicted = std::move(*old);
         finished_sagas.erase(finished.front());
         finished.pop_front();
     }
