@@ -8,6 +8,8 @@
 
 #include <boost/asio/post.hpp>
 #if defined(BOOST_ASIO_HAS_CO_AWAIT)  // not with clang 14 + libstdc++ on Boost 1.74
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #endif
 
@@ -514,6 +516,31 @@ TEST_CASE("steps can be Asio coroutines and may return result<void>", "[saga][co
     CHECK(info.state == courier::saga_state::failed);
     CHECK(info.error.find("coroutine says no") != std::string::npos);
     CHECK(info.history[0].succeeded);
+}
+#endif
+
+#if defined(BOOST_ASIO_HAS_CO_AWAIT)
+TEST_CASE("a coroutine step still suspended when its runner goes resumes with its context intact", "[saga][coroutine]") {
+    courier::manual_clock clk;
+    courier::runtime rt{courier::runtime::manual, clk};
+    boost::asio::steady_timer gate(rt.executor(), std::chrono::hours(1));  // opened by the test
+    bool resumed = false;
+    courier::saga_definition<order> def{"test.coroutine.orphan.v1"};
+    def.step("wait", [&](courier::step_context<order>& s) -> boost::asio::awaitable<void> {
+        boost::system::error_code ec;
+        co_await gate.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+        s.context().done.push_back("resumed");  // the context it was given is still there (ASan checks)
+        resumed = true;
+    });
+    {
+        courier::saga_runner sagas{rt};
+        REQUIRE(sagas.start(def, order{}));
+        rt.poll();  // the coroutine starts and waits at the gate
+        CHECK_FALSE(resumed);
+    }
+    gate.cancel();
+    rt.poll();
+    CHECK(resumed);
 }
 #endif
 

@@ -62,8 +62,11 @@ inline std::exception_ptr error_to_exception(const result<void>& r) {
 }
 
 #if defined(BOOST_ASIO_HAS_CO_AWAIT)
+// `owner` keeps the saga's engine (the context and strand `sc` points into) alive while the
+// coroutine is, also if it outlives its attempt (a timeout) or its runner.
 template <class Ctx, class F>
-boost::asio::awaitable<void> run_step_coroutine(F f, std::shared_ptr<step_context<Ctx>> sc) {
+boost::asio::awaitable<void> run_step_coroutine(F f, std::shared_ptr<step_context<Ctx>> sc,
+                                                [[maybe_unused]] std::shared_ptr<const void> owner) {
     using R = typename step_result_t<Ctx, F>::value_type;
     if constexpr (std::is_same_v<R, void>) {
         co_await call_step<Ctx>(f, *sc);
@@ -100,7 +103,8 @@ step_fn<Ctx> make_step_fn(F f) {
 #if defined(BOOST_ASIO_HAS_CO_AWAIT)
             return [f = std::move(f)](step_context<Ctx>& sc, const ticket_source& src, std::exception_ptr&) {
                 auto shared = std::make_shared<step_context<Ctx>>(sc);
-                boost::asio::co_spawn(sc.executor(), run_step_coroutine<Ctx, F>(f, std::move(shared)),
+                std::shared_ptr<const void> owner = src.sink->weak_sink().lock();
+                boost::asio::co_spawn(sc.executor(), run_step_coroutine<Ctx, F>(f, std::move(shared), std::move(owner)),
                                       [t = src.make()](std::exception_ptr x) { t(std::move(x), false); });
                 return false;
             };
