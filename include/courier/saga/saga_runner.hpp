@@ -121,16 +121,10 @@ public:
             return unexpected(std::move(ok).error());
         {
             std::lock_guard lock(core_->mutex);
-            std::shared_ptr<detail::saga_instance>* slot = nullptr;
-            if (fresh || core_->finished_sagas.find(id) == nullptr) {
-                auto [s, inserted] = core_->sagas.try_emplace(id);
-                if (inserted) slot = s;
-            }
-            if (slot == nullptr) {
+            if (!core_->add_running(id, inst, fresh)) {
                 inst->abandon();
                 return duplicate();
             }
-            *slot = inst;
         }
         inst->kick();
         return id;
@@ -237,16 +231,10 @@ public:
             const bool done = inst->finished();
             {
                 std::lock_guard lock(core_->mutex);
-                if (core_->finished_sagas.find(id) != nullptr) {  // started and finished meanwhile with this id
+                if (!core_->add_running(id, inst, false)) {  // started meanwhile with this id
                     ++report.skipped;
                     continue;
                 }
-                auto [slot, inserted] = core_->sagas.try_emplace(id);
-                if (!inserted) {  // started meanwhile with this id
-                    ++report.skipped;
-                    continue;
-                }
-                *slot = inst;
             }
             if (!done) inst->attach_journal(true);  // (a memory journal swaps the log it had for this one)
             if (done) {

@@ -128,6 +128,14 @@ struct runner_core {
         if (rt.bus().template has_subscribers<E>()) mask |= 1u << static_cast<unsigned>(op);
     }
 
+    /// Lists `inst` as running under `id` (under `mutex`); false when the id is taken, by a
+    /// running saga or (unless `fresh`: a new UUID v7 cannot be) a retained finished one.
+    bool add_running(const uuid& id, const std::shared_ptr<saga_instance>& inst, bool fresh) {
+        if (!fresh && finished_sagas.find(id) != nullptr) return false;
+        auto [slot, inserted] = sagas.try_emplace(id);
+        if (inserted) *slot = inst;
+        return inserted;
+    }
     /// A saga reached its final record (on its strand): it is kept for query as its log only.
     void on_final(const uuid& id);
 };
@@ -161,9 +169,9 @@ public:
 
     const uuid& id() const noexcept { return id_; }
     /// The correlation id of the saga's events: the one given at start, or the saga id.
-    std::string correlation() const {
-        const auto& given = log_->correlation();
-        return given.empty() ? id_.to_string() : given;
+    std::string correlation() const { return correlation_of(*log_); }
+    static std::string correlation_of(const saga_log& log) {
+        return log.correlation().empty() ? log.id().to_string() : log.correlation();
     }
     const saga_executor& strand() const noexcept { return *strand_; }
     saga_program& program() const noexcept { return *program_; }
@@ -261,7 +269,7 @@ public:
         saga_info i;
         i.id = log.id();
         i.definition = program.name;
-        i.correlation_id = log.correlation().empty() ? log.id().to_string() : log.correlation();
+        i.correlation_id = correlation_of(log);
         const context_box* ctx = nullptr;
         const std::size_t n = log.size();
         for (std::size_t k = 0; k < n; ++k) fold(program, log, i, log[k], ctx);
