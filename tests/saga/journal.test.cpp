@@ -269,6 +269,63 @@ TEST_CASE("recover() restores retry timers and signal waits at their recorded ti
     CHECK(journal.sagas() == 0);  // finished sagas leave the in-memory journal
 }
 
+TEST_CASE("the memory journal finds a live runner's sagas in its table, keeps what a runner leaves unfinished, and finished sagas on request", "[saga][journal]") {
+    courier::manual_clock clk;
+    courier::saga_definition<trip> def{"test.trip.table.v1"};
+    def.step("hotel", [](trip& t) { t.booked.push_back("hotel"); })
+        .wait_for_signal("confirm", "trip.confirmed", 1h)
+        .step("done", [](trip& t) { t.booked.push_back("done"); });
+    courier::memory_journal journal;
+    courier::memory_journal keep(true);
+    courier::uuid waiting, other, kept;
+    {
+        courier::runtime rt(courier::runtime::manual, clk);
+        courier::saga_runner sagas(rt, {.journal = &journal});
+        courier::saga_runner second(rt, {.journal = &journal});  // two runners on one journal
+        courier::saga_runner keeper(rt, {.journal = &keep});
+        waiting = sagas.start(def, trip{}).value();
+        other = second.start(def, trip{}).value();
+        kept = keeper.start(def, trip{}).value();
+        CHECK(journal.sagas() == 2);  // both runners' sagas, from the moment they start
+        CHECK(journal.load()->size() == 2);
+        rt.poll();
+        CHECK(journal.sagas() == 2);
+        CHECK(journal.load()->size() == 2 * 4);  // started, hotel started and completed, waiting
+        REQUIRE(keeper.signal(kept, "trip.confirmed"));
+        rt.poll();
+        REQUIRE(keeper.query(kept)->state == courier::saga_state::completed);
+        CHECK(keep.sagas() == 1);  // a finished saga stays in a journal that keeps them
+        CHECK(keep.load()->size() == 8);
+        REQUIRE(second.signal(other, "trip.confirmed"));
+        rt.poll();
+        REQUIRE(second.query(other)->state == courier::saga_state::completed);
+        CHECK(journal.sagas() == 1);  // and leaves one that does not
+        CHECK(journal.load()->size() == 4);
+    }
+    // The runners went: the journal holds the saga they left waiting, and nothing else.
+    CHECK(journal.sagas() == 1);
+    auto left = journal.load().value();
+    REQUIRE(left.size() == 4);
+    for (auto& r : left) CHECK(r.saga_id == waiting);
+    CHECK(keep.sagas() == 1);
+
+    courier::runtime rt(courier::runtime::manual, clk);
+    courier::saga_runner sagas(rt, {.journal = &journal});
+    REQUIRE(sagas.add(def));
+    auto report = sagas.recover().value();
+    CHECK(report.resumed == 1);
+    CHECK(journal.sagas() == 1);  // the recovered saga's log took the place of the old one
+    CHECK(sagas.recover()->skipped == 1);  // listed by the runner and the journal: once
+    REQUIRE(sagas.signal(waiting, "trip.confirmed"));
+    rt.poll();
+    CHECK(sagas.query(waiting)->state == courier::saga_state::completed);
+    CHECK(journal.sagas() == 0);
+    courier::saga_runner reader(rt, {.journal = &keep});
+    REQUIRE(reader.add(def));
+    CHECK(reader.recover()->finished == 1);
+    CHECK(reader.query(kept)->context["booked"] == nlohmann::json{"hotel", "done"});
+}
+
 TEST_CASE("a deadline that passed while the process was down fires at recovery", "[saga][recovery]") {
     courier::memory_journal journal;
     courier::manual_clock clk;

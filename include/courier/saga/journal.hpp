@@ -73,6 +73,16 @@ struct context_box {
     virtual std::unique_ptr<context_box> clone() const = 0;
 };
 class saga_log;
+
+/// A runner that lists its running sagas itself (internal; see saga_journal::attach).
+class log_source {
+public:
+    /// Appends the logs of the sagas it runs (not the finished ones it retains).
+    virtual void collect_logs(std::vector<std::shared_ptr<saga_log>>& out) = 0;
+
+protected:
+    ~log_source() = default;
+};
 }  // namespace detail
 
 /// One journal record. Only the fields its `op` needs are set.
@@ -279,12 +289,27 @@ public:
         (void)recovered;
         return false;
     }
-    /// An adopted log's saga ended (`finished`: its final record is in the log), or never
-    /// started (its start failed: nothing of it is kept).
-    virtual void retire(detail::saga_log& log, bool finished) {
+    /// A saga the journal keeps the log of ended (`finished`: its final record is in the log),
+    /// or never started (its start failed: nothing of it is kept). `adopted`: adopt() took its
+    /// log, or may have (an attached runner that went may have handed it over); false for a saga
+    /// of an attached runner, whose log the journal never held.
+    virtual void retire(const std::shared_ptr<detail::saga_log>& log, bool finished, bool adopted) {
         (void)log;
         (void)finished;
+        (void)adopted;
     }
+
+    /// For journals that keep logs (internal): a runner that lists its running sagas itself
+    /// offers them as `src`. True when this journal then keeps the logs of the sagas that runner
+    /// starts through it, without adopt() per saga: load() asks `src` for them (taking the
+    /// runner's lock under the journal's; the runner never calls the journal under its own).
+    /// adopt() is still called for recovered sagas, and retire() for every saga that ends.
+    virtual bool attach(detail::log_source& src) {
+        (void)src;
+        return false;
+    }
+    /// The attached runner `src` goes: the journal takes over the logs of its running sagas.
+    virtual void detach(detail::log_source& src) { (void)src; }
 };
 
 COURIER_END_NAMESPACE

@@ -6,9 +6,11 @@
 #include <courier/saga/detail/saga_log.hpp>
 #include <courier/saga/journal.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -19,8 +21,10 @@ COURIER_BEGIN_NAMESPACE
 ///
 /// Cost: for a runner's sagas it keeps each saga's own record list (see saga_journal::adopt), so
 /// journaling a transition is the saga publishing a record it writes anyway: no copy, no lock,
-/// no lookup; the journal's lock is taken when a saga starts and when it finishes. Records
-/// given to `append` directly are copied into lists of their own.
+/// no lookup. A runner lists its running sagas anyway, so the journal finds their logs there
+/// when it is asked (load(), sagas()) and takes no lock of its own per saga; it takes over the
+/// logs of a runner that goes with sagas unfinished. Records given to `append` directly are
+/// copied into lists of their own.
 ///
 /// Thread safety: every member may be called concurrently.
 class memory_journal final : public saga_journal {
@@ -73,6 +77,12 @@ public:
             loaded_.emplace(log->id(), log);
         }
         for (auto& [id, log] : direct_) emit(*log, log, out);
+        // The running sagas of attached runners. A saga listed twice (two runners recovered the
+        // same saga from this journal) shows once, with the records this journal holds.
+        for (auto& log : running_logs()) {
+            if (loaded_.count(log->id()) || direct_.count(log->id())) continue;
+            emit(*log, log, out);
+        }
         return out;
     }
 
@@ -93,28 +103,48 @@ public:
                 direct_.erase(it);
             }
         }
-        log->journal_hold = log;
-        log->journal_prev = tail_;
-        if (tail_ != nullptr) tail_->journal_next = log.get();
-        else head_ = log.get();
-        tail_ = log.get();
-        ++listed_;
+        link(log);
         return true;
     }
 
-    void retire(detail::saga_log& log, bool finished) override {
-        if (finished && keep_finished_) return;
+    void retire(const std::shared_ptr<detail::saga_log>& log, bool finished, bool adopted) override {
+        const bool keep = finished && keep_finished_;
+        if (!adopted && !keep) return;  // an attached runner's saga: never held here
         std::shared_ptr<detail::saga_log> held;  // released after the lock
         std::lock_guard lock(mutex_);
-        if (log.journal_hold == nullptr) return;  // replaced (the saga was recovered elsewhere)
-        if (!loaded_.empty()) loaded_.erase(log.id());
-        held = unlink(log);
+        if (keep) {
+            if (log->journal_hold == nullptr) link(log);
+            return;
+        }
+        if (log->journal_hold == nullptr) return;  // replaced (the saga was recovered elsewhere)
+        if (!loaded_.empty()) loaded_.erase(log->id());
+        held = unlink(*log);
+    }
+
+    bool attach(detail::log_source& src) override {
+        std::lock_guard lock(mutex_);
+        sources_.push_back(&src);
+        return true;
+    }
+
+    void detach(detail::log_source& src) override {
+        std::lock_guard lock(mutex_);
+        auto it = std::find(sources_.begin(), sources_.end(), &src);
+        if (it == sources_.end()) return;
+        std::vector<std::shared_ptr<detail::saga_log>> running;
+        src.collect_logs(running);
+        sources_.erase(it);
+        for (auto& log : running)
+            if (log->journal_hold == nullptr) link(log);
     }
 
     /// Sagas with records held.
     std::size_t sagas() const {
         std::lock_guard lock(mutex_);
-        return listed_ + direct_.size();
+        std::unordered_set<uuid> counted;
+        for (auto& log : running_logs())
+            if (log->journal_hold == nullptr && !direct_.count(log->id())) counted.insert(log->id());
+        return listed_ + direct_.size() + counted.size();
     }
 
 private:
@@ -122,6 +152,23 @@ private:
                      std::vector<journal_record>& out) {
         const std::size_t n = log.size();
         for (std::size_t i = 0; i < n; ++i) out.push_back(log.to_record(i, owner));
+    }
+
+    // Caller holds mutex_ (the sources take their runner's lock under it).
+    std::vector<std::shared_ptr<detail::saga_log>> running_logs() const {
+        std::vector<std::shared_ptr<detail::saga_log>> logs;
+        for (auto* src : sources_) src->collect_logs(logs);
+        return logs;
+    }
+
+    // Caller holds mutex_.
+    void link(const std::shared_ptr<detail::saga_log>& log) {
+        log->journal_hold = log;
+        log->journal_prev = tail_;
+        if (tail_ != nullptr) tail_->journal_next = log.get();
+        else head_ = log.get();
+        tail_ = log.get();
+        ++listed_;
     }
 
     // Caller holds mutex_; returns the journal's hold on `log`.
@@ -141,6 +188,7 @@ private:
     std::size_t listed_ = 0;
     std::unordered_map<uuid, std::shared_ptr<detail::saga_log>> direct_;  // records given to append()
     std::unordered_map<uuid, detail::saga_log*> loaded_;  // adopted logs as the last load() found them
+    std::vector<detail::log_source*> sources_;            // attached runners
     bool keep_finished_;
 };
 

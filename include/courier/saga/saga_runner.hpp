@@ -73,16 +73,17 @@ public:
         }
         core_ = std::make_shared<detail::runner_core>(rt, *j, std::move(options));
         core_->owned_journal = std::move(owned);
+        core_->attach();
     }
     ~saga_runner() {
         core_->closed.store(true, std::memory_order_release);
+        // Before the table goes: the journal takes over the logs of the sagas still running.
+        core_->journal.detach(*core_);
         // Destroyed after the lock: sagas hold user contexts, whose destructors must not run
         // under a lock that handlers still running on other threads take.
-        decltype(core_->sagas) running;
-        decltype(core_->finished_sagas) done;
+        decltype(core_->sagas) known;
         std::lock_guard lock(core_->mutex);
-        std::swap(running, core_->sagas);
-        std::swap(done, core_->finished_sagas);
+        std::swap(known, core_->sagas);
         core_->finished.clear();
     }
     saga_runner(const saga_runner&) = delete;
@@ -119,14 +120,16 @@ public:
         // Journaled before anyone can see it: a signal or cancel cannot race the `started` record.
         if (auto ok = inst->begin(std::make_unique<detail::typed_context<Ctx>>(std::move(ctx)), at); !ok)
             return unexpected(std::move(ok).error());
+        bool added = false;
         {
             std::lock_guard lock(core_->mutex);
-            if (!core_->add_running(id, inst, fresh)) {
-                inst->abandon();
-                return duplicate();
-            }
+            added = core_->add_running(id, inst);
         }
-        inst->kick();
+        if (!added) {  // (the journal is called outside the runner's lock: see saga_journal::attach)
+            inst->abandon();
+            return duplicate();
+        }
+        detail::saga_instance::kick(std::move(inst));
         return id;
     }
 
@@ -154,24 +157,23 @@ public:
 
     /// State, current step, attempt history and context of a saga (running, or finished and retained).
     std::optional<saga_info> query(const uuid& id) const {
-        if (auto inst = find(id)) return inst->info();
-        detail::finished_saga kept;
+        detail::saga_entry e;
         {
             std::lock_guard lock(core_->mutex);
-            auto* f = core_->finished_sagas.find(id);
-            if (f == nullptr) return std::nullopt;
-            kept = *f;
+            auto* found = core_->sagas.find(id);
+            if (found == nullptr) return std::nullopt;
+            e = *found;
         }
-        return detail::saga_instance::info_of(*kept.program, *kept.log);
+        if (!e.finished()) return e.engine->info();
+        return detail::saga_instance::info_of(*e.program, *e.log);
     }
 
     /// Ids of the sagas this runner knows (running and retained finished ones).
     std::vector<uuid> list() const {
         std::lock_guard lock(core_->mutex);
         std::vector<uuid> out;
-        out.reserve(core_->sagas.size() + core_->finished_sagas.size());
+        out.reserve(core_->sagas.size());
         core_->sagas.for_each([&](const uuid& id, const auto&) { out.push_back(id); });
-        core_->finished_sagas.for_each([&](const uuid& id, const auto&) { out.push_back(id); });
         return out;
     }
 
@@ -215,7 +217,7 @@ public:
                 continue;
             }
             auto inst = std::allocate_shared<detail::saga_instance>(detail::pooled_allocator<detail::saga_instance>{}, core_,
-                                                                    program.get(), id, first.correlation_id);
+                                                                    program.get(), id, std::string(first.correlation_id));
             const journal_record* at = &first;
             try {
                 for (auto* r : recs) {
@@ -231,7 +233,7 @@ public:
             const bool done = inst->finished();
             {
                 std::lock_guard lock(core_->mutex);
-                if (!core_->add_running(id, inst, false)) {  // started meanwhile with this id
+                if (!core_->add_running(id, inst)) {  // started meanwhile with this id
                     ++report.skipped;
                     continue;
                 }
@@ -245,7 +247,7 @@ public:
                 ++report.resumed;
             }
         }
-        for (auto& inst : to_resume) inst->kick();
+        for (auto& inst : to_resume) detail::saga_instance::kick(std::move(inst));
         return report;
     }
 
@@ -275,15 +277,14 @@ private:
         return p.get();
     }
 
-    // A running saga (finished ones keep their log only: see runner_core::finished_sagas).
+    // A running saga (finished ones keep their log only: see runner_core::sagas).
     std::shared_ptr<detail::saga_instance> find(const uuid& id) const {
         std::lock_guard lock(core_->mutex);
-        auto* inst = core_->sagas.find(id);
-        return inst ? *inst : nullptr;
+        return core_->running(id);
     }
     bool known(const uuid& id) const {
         std::lock_guard lock(core_->mutex);
-        return core_->sagas.find(id) != nullptr || core_->finished_sagas.find(id) != nullptr;
+        return core_->sagas.find(id) != nullptr;
     }
     // For signal and cancel, which a finished saga refuses with its own error.
     result<void> not_running(const uuid& id) const {

@@ -36,7 +36,7 @@ namespace detail {
 template <std::size_t Size, std::size_t Align>
 class block_pool {
 public:
-    static constexpr std::size_t batch = 32;
+    static constexpr std::size_t batch = 128;
     static constexpr std::size_t max_cached = 16384;
 
     /// Never destroyed: a record may be released during static destruction.

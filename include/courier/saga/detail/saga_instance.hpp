@@ -60,21 +60,28 @@ inline std::string describe_exception(const std::exception_ptr& e) {
 
 class saga_instance;
 
-/// What a runner keeps of a finished saga for `query`: its definition and its records.
-struct finished_saga {
-    const saga_program* program = nullptr;
-    std::shared_ptr<saga_log> log;
-    // Set only while an asynchronous attempt that timed out may still be running: its code holds
-    // the step's context and executor, which live in the engine.
+/// A saga a runner knows: running (its engine), or finished and kept for `query` (its definition
+/// and records; the engine only while an asynchronous attempt that timed out may still be
+/// running: its code holds the step's context and executor, which live in the engine).
+struct saga_entry {
     std::shared_ptr<saga_instance> engine;
+    std::shared_ptr<saga_log> log;           // set when it finishes
+    const saga_program* program = nullptr;   // set when it finishes
+    bool finished() const noexcept { return log != nullptr; }
 };
 
 /// State shared by a runner and its sagas (outlives the runner while handlers are queued).
-struct runner_core {
+struct runner_core final : log_source {
     runner_core(runtime& r, saga_journal& j, saga_options o)
         : rt(r), journal(j), options(std::move(o)), single_threaded(r.single_threaded()) {
         if (single_threaded) shared_strand.emplace(boost::asio::make_strand(r.executor()));
     }
+    runner_core(const runner_core&) = delete;
+    runner_core& operator=(const runner_core&) = delete;
+
+    /// Offers the running sagas' logs to the journal (once the core has its final address).
+    void attach() { journal_attached = journal.attach(*this); }
+    void collect_logs(std::vector<std::shared_ptr<saga_log>>& out) override;
     runtime& rt;
     saga_journal& journal;
     // The runner's default journal: held here, so that a handler still running when the runner
@@ -82,13 +89,15 @@ struct runner_core {
     std::unique_ptr<saga_journal> owned_journal;
     saga_options options;
     std::atomic<bool> closed{false};
+    // The journal finds the running sagas' logs in `sagas` (see saga_journal::attach): a saga
+    // starts and ends without a call into the journal.
+    bool journal_attached = false;
     std::mutex mutex;
-    // Running sagas. A saga that finishes moves to finished_sagas as its log alone: its engine
-    // (steps, strand, live context) goes at once, while it is hot, and a retained saga weighs
-    // its records only.
-    uuid_map<std::shared_ptr<saga_instance>> sagas;
-    uuid_map<finished_saga> finished_sagas;
-    std::deque<uuid> finished;  // finished_sagas' ids, oldest first (forgotten beyond retain_finished)
+    // Every saga the runner knows, running or retained. A saga that finishes keeps its log alone:
+    // its engine (steps, strand, live context) goes at once, while it is hot, and a retained saga
+    // weighs its records only. One table, so that a saga finishing costs one lookup, not three.
+    uuid_map<saga_entry> sagas;
+    std::deque<uuid> finished;  // the retained ones, oldest first (forgotten beyond retain_finished)
     std::unordered_map<std::string, std::shared_ptr<saga_program>> programs;
     // The program start() saw last (registered; programs are never removed): skips the map.
     std::atomic<const saga_program*> last_program{nullptr};
@@ -129,16 +138,35 @@ struct runner_core {
     }
 
     /// Lists `inst` as running under `id` (under `mutex`); false when the id is taken, by a
-    /// running saga or (unless `fresh`: a new UUID v7 cannot be) a retained finished one.
-    bool add_running(const uuid& id, const std::shared_ptr<saga_instance>& inst, bool fresh) {
-        if (!fresh && finished_sagas.find(id) != nullptr) return false;
+    /// running saga or a retained finished one.
+    bool add_running(const uuid& id, const std::shared_ptr<saga_instance>& inst) {
         auto [slot, inserted] = sagas.try_emplace(id);
-        if (inserted) *slot = inst;
+        if (inserted) slot->engine = inst;
         return inserted;
+    }
+    /// The running saga `id`, or null (under `mutex`).
+    std::shared_ptr<saga_instance> running(const uuid& id) {
+        auto* e = sagas.find(id);
+        return e != nullptr && !e->finished() ? e->engine : nullptr;
     }
     /// A saga reached its final record (on its strand): it is kept for query as its log only.
     void on_final(const uuid& id);
 };
+
+// A saga's first post comes from start(), usually on a thread that does not run the executor,
+// where Asio does not recycle handler memory: a malloc there and a free on the executor's
+// thread. A handler with this allocator takes its memory from a block pool instead.
+template <class F>
+struct pooled_handler {
+    F f;
+    using allocator_type = pooled_allocator<void>;
+    allocator_type get_allocator() const noexcept { return {}; }
+    void operator()() { f(); }
+};
+template <class T>
+inline constexpr bool is_pooled_handler = false;
+template <class F>
+inline constexpr bool is_pooled_handler<pooled_handler<F>> = true;
 
 class saga_instance final : public attempt_sink, public std::enable_shared_from_this<saga_instance> {
 public:
@@ -158,14 +186,12 @@ public:
     };
 
     /// `program`: registered with the runner (its core keeps it alive, and this keeps the core).
-    saga_instance(std::shared_ptr<runner_core> core, saga_program* program, uuid id, std::string correlation)
+    saga_instance(std::shared_ptr<runner_core> core, saga_program* program, uuid id, std::string&& correlation)
         : core_(std::move(core)), program_(program), id_(id),
           strand_(core_->single_threaded ? &*core_->shared_strand : &own_strand_.emplace(boost::asio::make_strand(core_->rt.executor()))),
           direct_(core_->single_threaded),
           log_(std::allocate_shared<saga_log>(pooled_allocator<saga_log>{}, id_, program_->names, std::move(correlation))),
-          steps_(program_->steps.size()) {
-        completed_order_.reserve(program_->steps.size());  // no-ops up to inline_steps
-    }
+          steps_(program_->steps.size()), completed_order_(program_->steps.size()) {}
 
     const uuid& id() const noexcept { return id_; }
     /// The correlation id of the saga's events: the one given at start, or the saga id.
@@ -197,11 +223,19 @@ public:
     }
     /// Journals the saga's log itself when the journal keeps logs (see saga_journal::adopt).
     /// `recovered`: rebuilt by recover() from what the journal's load() returned.
-    void attach_journal(bool recovered) { adopted_ = core_->journal.adopt(log_, recovered); }
+    /// A new saga of a runner attached to its journal is not adopted: the journal finds its log
+    /// in the runner's table; a recovered one is, as its log replaces the one the journal had.
+    void attach_journal(bool recovered) {
+        if (core_->journal_attached && !recovered) {
+            adopted_ = true;
+            return;
+        }
+        adopted_ = listed_ = core_->journal.adopt(log_, recovered);
+    }
     /// The saga will not run (its start failed): the journal lets go of its log.
     void abandon() {
-        if (adopted_) core_->journal.retire(*log_, false);
-        adopted_ = false;
+        if (listed_) core_->journal.retire(log_, false, true);
+        adopted_ = listed_ = false;
     }
 
     /// Recovery: replays one record into the log and the engine's state. Throws when the record
@@ -240,9 +274,10 @@ public:
     }
     bool finished() const { return is_final(state()); }
 
-    /// Runs `drive` on the strand.
-    void kick() {
-        post([self = shared_from_this()] { self->drive(); });
+    /// Runs `drive` on the strand (`self`: this saga, handed over).
+    static void kick(std::shared_ptr<saga_instance> self) {
+        saga_instance& s = *self;
+        s.post(pooled_handler<kick_handler>{{std::move(self)}});
     }
 
     // ------------------------------------------------------------------ requests (any thread)
@@ -317,7 +352,7 @@ public:
                                !(kind == attempt_kind::action && (failing_ || cancel_requested_));
             r.op = journal_op::step_failed;
             r.attempt = n;
-            r.error = describe_exception(error);
+            r.extra().error = describe_exception(error);
             if (retry) r.due = now() + policy.delay_after(n);
             // The failed attempt's changes to the context are discarded, as recovery would.
             if (kind == attempt_kind::action && committed_) restore_snapshot();
@@ -337,9 +372,21 @@ private:
             engine_reentered();
             f();
         };
-        if (direct_) boost::asio::post(core_->rt.executor(), std::move(entry));
-        else boost::asio::post(*strand_, std::move(entry));
+        if constexpr (is_pooled_handler<std::decay_t<F>>) {
+            // (the entry keeps the handler's allocator)
+            pooled_handler<decltype(entry)> h{std::move(entry)};
+            if (direct_) boost::asio::post(core_->rt.executor(), std::move(h));
+            else boost::asio::post(*strand_, std::move(h));
+        } else {
+            if (direct_) boost::asio::post(core_->rt.executor(), std::move(entry));
+            else boost::asio::post(*strand_, std::move(entry));
+        }
     }
+
+    struct kick_handler {
+        std::shared_ptr<saga_instance> self;
+        void operator()() const { self->drive(); }
+    };
 
     // ------------------------------------------------------------------ journal
     /// The engine's time: one clock reading serves every record made until control next leaves
@@ -377,8 +424,11 @@ private:
         std::uint32_t attempt = 0;
         time_point due{};
         bool with_context = false;  // carries a copy of the live context
-        std::string error, signal;
-        nlohmann::json payload;
+        std::unique_ptr<log_rare> rare;  // error, signal, payload: what few records carry
+        log_rare& extra() {
+            if (!rare) rare = std::make_unique<log_rare>();
+            return *rare;
+        }
     };
     transition& next_record(journal_op op) {
         auto& r = scratch_;
@@ -388,9 +438,7 @@ private:
         r.attempt = 0;
         r.due = time_point{};
         r.with_context = false;
-        r.error.clear();
-        r.signal.clear();
-        if (!r.payload.is_null()) r.payload = nullptr;
+        r.rare.reset();
         return r;
     }
 
@@ -412,19 +460,8 @@ private:
             m.op = t.op;
             m.kind = t.kind;
             if (t.with_context) m.context = ctx_->clone();
-            if (!t.error.empty() || t.op == journal_op::signal_received) {
-                m.rare = std::make_unique<log_rare>();
-                m.rare->error = std::move(t.error);
-                m.rare->signal = std::move(t.signal);
-                m.rare->payload = std::move(t.payload);
-            }
-            if (!adopted_) {
-                if (auto ok = core_->journal.append(log_->to_record(m, log_)); !ok) {
-                    log_->discard();
-                    halt(ok.error().message);
-                    return false;
-                }
-            }
+            if (COURIER_UNLIKELY(t.rare != nullptr)) m.rare = std::move(t.rare);
+            if (COURIER_UNLIKELY(!adopted_) && !append_to_journal(m)) return false;
         } catch (...) {  // a context's copy or JSON, or the journal, threw: the slot stays free
             log_->discard();
             throw;
@@ -433,12 +470,25 @@ private:
         ++seq_;
         apply(m);
         publish(m);
-        if (is_final(m.op)) {
-            if (m.op == journal_op::compensation_failed) record_dead_letter(m);
-            if (adopted_) core_->journal.retire(*log_, true);
-            core_->on_final(id_);
+        if (is_final(m.op)) ended(m);
+        return true;
+    }
+    // A journal that copies records (not the memory journal): false when it failed, and the saga halts.
+    COURIER_NOINLINE bool append_to_journal(log_record& m) {
+        if (auto ok = core_->journal.append(log_->to_record(m, log_)); !ok) {
+            log_->discard();
+            halt(ok.error().message);
+            return false;
         }
         return true;
+    }
+    // The final record is in: the runner keeps the saga for query, the journal lets go of it.
+    COURIER_NOINLINE void ended(const log_record& m) {
+        if (m.op == journal_op::compensation_failed) record_dead_letter(m);
+        core_->on_final(id_);
+        // After on_final: a runner that went before it handed this log to the journal (the saga
+        // was still running then), and `closed` is set by then.
+        if (adopted_) core_->journal.retire(log_, true, listed_ || core_->closed.load(std::memory_order_acquire));
     }
 
     void halt(std::string why) {
@@ -452,6 +502,10 @@ private:
     }
 
     const std::string& step_name(std::size_t idx) const { return program_->steps[idx].name; }
+
+    void note_completed(std::size_t idx) {
+        if (completed_ < completed_order_.size()) completed_order_[completed_++] = static_cast<std::uint32_t>(idx);
+    }
 
     void advance_cursor() {
         while (cursor_ < program_->nodes.size()) {
@@ -485,11 +539,20 @@ private:
                 steps_[idx].status = st::compensated;
             } else {
                 steps_[idx].status = st::done;
-                completed_order_.push_back(idx);
+                note_completed(idx);
                 if (r.context) committed_ = r.context.get();
                 advance_cursor();
             }
             break;
+        case journal_op::completed: state_ = saga_state::completed; break;
+        default: apply_rare(r); break;
+        }
+        shown_state_.store(state_, std::memory_order_release);
+    }
+    // The transitions of failures, waits, signals and cancels (apply's cold half).
+    COURIER_NOINLINE void apply_rare(const log_record& r) {
+        const std::size_t idx = r.step;
+        switch (r.op) {
         case journal_op::step_failed: {
             auto& s = steps_[idx];
             const bool retry = r.due != time_point{};
@@ -518,7 +581,7 @@ private:
             } else {
                 if (r.rare) inbox_.erase(r.rare->signal);
                 steps_[idx].status = st::done;
-                completed_order_.push_back(idx);
+                note_completed(idx);
                 if (r.context) committed_ = r.context.get();
                 state_ = saga_state::running;
                 advance_cursor();
@@ -541,15 +604,17 @@ private:
             if (error_.empty()) error_ = "cancelled: " + std::string(r.error());
             break;
         case journal_op::compensating: state_ = saga_state::compensating; break;
-        case journal_op::completed: state_ = saga_state::completed; break;
         case journal_op::failed: state_ = saga_state::failed; break;
         case journal_op::compensation_failed:
             state_ = saga_state::compensation_failed;
             error_ = std::string(r.error());
             break;
         case journal_op::cancelled: state_ = saga_state::cancelled; break;
+        case journal_op::started:
+        case journal_op::step_started:
+        case journal_op::step_completed:
+        case journal_op::completed: break;  // (apply's)
         }
-        shown_state_.store(state_, std::memory_order_release);
     }
 
     /// What a record changes in a query's view (the view-side twin of apply()).
@@ -649,7 +714,7 @@ private:
                 }
                 if (busy) return;
                 auto& r = next_record(journal_op::compensating);
-                r.error = error_;
+                r.extra().error = error_;
                 if (!record(r)) return;
                 drive();
                 return;
@@ -692,7 +757,7 @@ private:
             return;
         }
         // Compensating: one step at a time, in reverse order of completion.
-        for (auto it = completed_order_.rbegin(); it != completed_order_.rend(); ++it) {
+        for (auto it = completed_order_.rend() - static_cast<std::ptrdiff_t>(completed_); it != completed_order_.rend(); ++it) {
             const auto idx = *it;
             auto& s = steps_[idx];
             if (!program_->steps[idx].has_compensation || s.status == st::compensated) continue;
@@ -709,7 +774,7 @@ private:
                 r.step = static_cast<std::uint32_t>(idx);
                 r.kind = attempt_kind::compensation;
                 r.attempt = s.comp_attempts;
-                r.error = "[courier.saga.compensation_failed] compensation of step '" + step_name(idx) + "' failed after " +
+                r.extra().error = "[courier.saga.compensation_failed] compensation of step '" + step_name(idx) + "' failed after " +
                           std::to_string(s.comp_attempts) + " attempts: " + last_error_of(idx);
                 record(r);
                 return;
@@ -718,7 +783,7 @@ private:
             }
         }
         auto& r = next_record(cancel_requested_ ? journal_op::cancelled : journal_op::failed);
-        r.error = error_;
+        r.extra().error = error_;
         record(r);
     }
 
@@ -829,7 +894,7 @@ private:
             r.step = static_cast<std::uint32_t>(idx);
             r.kind = attempt_kind::signal;
             r.attempt = 1;
-            r.error = "[courier.saga.deadline_passed] no signal '" + spec.signal + "' before the deadline of '" +
+            r.extra().error = "[courier.saga.deadline_passed] no signal '" + spec.signal + "' before the deadline of '" +
                       spec.name + "'";
             if (self.record(r)) self.drive();
         });
@@ -847,7 +912,7 @@ private:
             f.step = static_cast<std::uint32_t>(idx);
             f.kind = attempt_kind::signal;
             f.attempt = 1;
-            f.error = "signal handler failed: " + describe_exception(std::current_exception());
+            f.extra().error = "signal handler failed: " + describe_exception(std::current_exception());
             return record(f);  // (applying it fails the saga)
         }
         engine_reentered();  // the wait's handler ran
@@ -855,8 +920,8 @@ private:
         r.step = static_cast<std::uint32_t>(idx);
         r.kind = attempt_kind::signal;
         r.attempt = 1;
-        r.signal = spec.signal;
-        r.payload = std::move(payload);
+        r.extra().signal = spec.signal;
+        r.extra().payload = std::move(payload);
         r.with_context = true;
         return record(r);
     }
@@ -873,8 +938,8 @@ private:
             }
         }
         auto& r = next_record(journal_op::signal_received);
-        r.signal = std::move(name);
-        r.payload = std::move(payload);
+        r.extra().signal = std::move(name);
+        r.extra().payload = std::move(payload);
         record(r);
     }
 
@@ -882,7 +947,7 @@ private:
         if (core_->closed.load(std::memory_order_acquire) || halted_ || is_final(state_) || cancel_requested_) return;
         if (state_ == saga_state::compensating) return;  // already undoing
         auto& r = next_record(journal_op::cancel_requested);
-        r.error = std::move(reason);
+        r.extra().error = std::move(reason);
         if (record(r)) drive();
     }
 
@@ -975,6 +1040,7 @@ private:
     std::uint32_t interest_ = 0;  // see event_interest() (strand only)
     bool interest_fresh_ = false;
     bool adopted_ = false;              // the journal keeps log_ itself (no append per record)
+    bool listed_ = false;               // ... through adopt(), not through the runner's table
 
     // Every record of the saga: what info() and the memory journal read. Its own allocation: a
     // memory journal keeps it past the runner (and its runtime), which the instance must not.
@@ -983,7 +1049,10 @@ private:
     // Strand-only engine state (begin() and recovery run before anyone else knows the saga).
     // Inline for sagas of a few steps: the instance is then one allocation, not three.
     boost::container::small_vector<step_rt, inline_steps> steps_;
-    boost::container::small_vector<std::size_t, inline_steps> completed_order_;
+    // Steps in the order they completed: the first completed_ entries (sized up front, as a
+    // step completes at most once).
+    boost::container::small_vector<std::uint32_t, inline_steps> completed_order_;
+    std::size_t completed_ = 0;
     std::map<std::string, nlohmann::json> inbox_;  // signals that arrived before their wait
     const context_box* committed_ = nullptr;       // the context of the last record that has one (in log_)
     std::size_t cursor_ = 0;
@@ -1004,32 +1073,31 @@ private:
     std::string halt_error_;
 };
 
+inline void runner_core::collect_logs(std::vector<std::shared_ptr<saga_log>>& out) {
+    std::lock_guard lock(mutex);
+    sagas.for_each([&](const uuid&, const saga_entry& e) {
+        if (!e.finished()) out.push_back(e.engine->log());
+    });
+}
+
 inline void runner_core::on_final(const uuid& id) {
     // Declared before the lock, so destroyed after it: the engine is still on the saga's stack
     // (every entry onto its strand holds the instance) and goes when that returns; an evicted
     // saga's context copies run user destructors, which must not run under the runner's lock.
     std::shared_ptr<saga_instance> engine;
-    finished_saga evicted;
+    saga_entry evicted;
     std::lock_guard lock(mutex);
-    auto* live = sagas.find(id);
-    if (live == nullptr) return;  // the runner is gone (it cleared its maps)
-    // Everything that can throw first, so that a failure leaves the saga where it was.
-    finished.push_back(id);
-    finished_saga* kept = nullptr;
-    try {
-        kept = finished_sagas.try_emplace(id).first;
-    } catch (...) {
-        finished.pop_back();
-        throw;
-    }
-    engine = std::move(*live);
-    sagas.erase(id);
-    kept->program = &engine->program();
-    kept->log = engine->log();
-    if (engine->attempts_out()) kept->engine = engine;
+    auto* e = sagas.find(id);
+    if (e == nullptr || e->finished()) return;  // the runner is gone (it cleared its table)
+    finished.push_back(id);  // the one step that can throw: the saga stays as it was
+    e->program = &e->engine->program();
+    e->log = e->engine->log();
+    if (!e->engine->attempts_out()) engine = std::move(e->engine);
     while (finished.size() > options.retain_finished) {
-        if (auto* old = finished_sagas.find(finished.front())) evicted = std::move(*old);
-        finished_sagas.erase(finished.front());
+        if (auto* old = sagas.find(finished.front())) {
+            evicted = std::move(*old);
+            sagas.erase(finished.front());
+        }
         finished.pop_front();
     }
 }

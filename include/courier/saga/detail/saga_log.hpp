@@ -71,7 +71,7 @@ class saga_log {
 public:
     /// `names`: the definition's (a record's step index points into them); null for records
     /// appended by hand, which carry their names.
-    saga_log(const uuid& id, std::shared_ptr<const log_names> names, std::string correlation)
+    saga_log(const uuid& id, std::shared_ptr<const log_names> names, std::string&& correlation)
         : id_(id), names_(std::move(names)), correlation_(std::move(correlation)) {}
     saga_log(const saga_log&) = delete;
     saga_log& operator=(const saga_log&) = delete;
