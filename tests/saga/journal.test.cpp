@@ -15,6 +15,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -308,6 +309,20 @@ TEST_CASE("the memory journal finds a live runner's sagas in its table, keeps wh
     REQUIRE(left.size() == 4);
     for (auto& r : left) CHECK(r.saga_id == waiting);
     CHECK(keep.sagas() == 1);
+    {
+        // Two runners recover the same saga (a process must not, but the journal lists it once).
+        courier::runtime rt(courier::runtime::manual, clk);
+        auto first = std::make_unique<courier::saga_runner>(rt, courier::saga_options{.journal = &journal});
+        REQUIRE(first->add(def));
+        REQUIRE(first->recover()->resumed == 1);
+        courier::saga_runner second(rt, {.journal = &journal});
+        REQUIRE(second.add(def));
+        REQUIRE(second.recover()->resumed == 1);
+        CHECK(journal.sagas() == 1);
+        first.reset();  // its log was replaced by the second runner's: not handed over again
+        CHECK(journal.sagas() == 1);
+        CHECK(journal.load()->size() == 4);
+    }
 
     courier::runtime rt(courier::runtime::manual, clk);
     courier::saga_runner sagas(rt, {.journal = &journal});

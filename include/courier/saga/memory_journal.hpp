@@ -69,6 +69,7 @@ public:
     }
 
     result<std::vector<journal_record>> load() override {
+        std::vector<std::shared_ptr<detail::saga_log>> running;  // released after the lock
         std::lock_guard lock(mutex_);
         std::vector<journal_record> out;
         loaded_.clear();
@@ -79,8 +80,9 @@ public:
         for (auto& [id, log] : direct_) emit(*log, log, out);
         // The running sagas of attached runners. A saga listed twice (two runners recovered the
         // same saga from this journal) shows once, with the records this journal holds.
-        for (auto& log : running_logs()) {
-            if (loaded_.count(log->id()) || direct_.count(log->id())) continue;
+        collect_running(running);
+        for (auto& log : running) {
+            if (linked_ids_.count(log->id()) || direct_.count(log->id())) continue;
             emit(*log, log, out);
         }
         return out;
@@ -113,7 +115,7 @@ public:
         std::shared_ptr<detail::saga_log> held;  // released after the lock
         std::lock_guard lock(mutex_);
         if (keep) {
-            if (log->journal_hold == nullptr) link(log);
+            if (log->journal_hold == nullptr && !linked_ids_.count(log->id())) link(log);
             return;
         }
         if (log->journal_hold == nullptr) return;  // replaced (the saga was recovered elsewhere)
@@ -128,22 +130,25 @@ public:
     }
 
     void detach(detail::log_source& src) override {
+        std::vector<std::shared_ptr<detail::saga_log>> running;  // released after the lock
         std::lock_guard lock(mutex_);
         auto it = std::find(sources_.begin(), sources_.end(), &src);
         if (it == sources_.end()) return;
-        std::vector<std::shared_ptr<detail::saga_log>> running;
         src.collect_logs(running);
         sources_.erase(it);
+        // (A saga another runner recovered from here since is listed under its id already.)
         for (auto& log : running)
-            if (log->journal_hold == nullptr) link(log);
+            if (log->journal_hold == nullptr && !linked_ids_.count(log->id())) link(log);
     }
 
     /// Sagas with records held.
     std::size_t sagas() const {
+        std::vector<std::shared_ptr<detail::saga_log>> running;  // released after the lock
         std::lock_guard lock(mutex_);
+        collect_running(running);
         std::unordered_set<uuid> counted;
-        for (auto& log : running_logs())
-            if (log->journal_hold == nullptr && !direct_.count(log->id())) counted.insert(log->id());
+        for (auto& log : running)
+            if (!linked_ids_.count(log->id()) && !direct_.count(log->id())) counted.insert(log->id());
         return listed_ + direct_.size() + counted.size();
     }
 
@@ -155,10 +160,9 @@ private:
     }
 
     // Caller holds mutex_ (the sources take their runner's lock under it).
-    std::vector<std::shared_ptr<detail::saga_log>> running_logs() const {
-        std::vector<std::shared_ptr<detail::saga_log>> logs;
+    // (The caller releases them after the lock: the last hold on a log runs context destructors.)
+    void collect_running(std::vector<std::shared_ptr<detail::saga_log>>& logs) const {
         for (auto* src : sources_) src->collect_logs(logs);
-        return logs;
     }
 
     // Caller holds mutex_.
@@ -169,6 +173,7 @@ private:
         else head_ = log.get();
         tail_ = log.get();
         ++listed_;
+        linked_ids_.insert(log->id());
     }
 
     // Caller holds mutex_; returns the journal's hold on `log`.
@@ -179,6 +184,7 @@ private:
         else tail_ = log.journal_prev;
         log.journal_prev = log.journal_next = nullptr;
         --listed_;
+        if (auto it = linked_ids_.find(log.id()); it != linked_ids_.end()) linked_ids_.erase(it);
         return std::move(log.journal_hold);
     }
 
@@ -189,6 +195,7 @@ private:
     std::unordered_map<uuid, std::shared_ptr<detail::saga_log>> direct_;  // records given to append()
     std::unordered_map<uuid, detail::saga_log*> loaded_;  // adopted logs as the last load() found them
     std::vector<detail::log_source*> sources_;            // attached runners
+    std::unordered_multiset<uuid> linked_ids_;            // the sagas of the logs listed from head_
     bool keep_finished_;
 };
 

@@ -485,10 +485,13 @@ private:
     // The final record is in: the runner keeps the saga for query, the journal lets go of it.
     COURIER_NOINLINE void ended(const log_record& m) {
         if (m.op == journal_op::compensation_failed) record_dead_letter(m);
+        // Before on_final: a journal that keeps finished sagas lists this one while the runner
+        // still does, so a load() never misses it.
+        if (adopted_) core_->journal.retire(log_, true, listed_);
         core_->on_final(id_);
-        // After on_final: a runner that went before it handed this log to the journal (the saga
-        // was still running then), and `closed` is set by then.
-        if (adopted_) core_->journal.retire(log_, true, listed_ || core_->closed.load(std::memory_order_acquire));
+        // A runner that went before on_final handed this log to the journal (the saga was still
+        // running then), and `closed` was set before that: the journal lets go of it again.
+        if (adopted_ && !listed_ && core_->closed.load(std::memory_order_acquire)) core_->journal.retire(log_, true, true);
     }
 
     void halt(std::string why) {
