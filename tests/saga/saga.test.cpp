@@ -579,6 +579,74 @@ TEST_CASE("a runtime says when one thread runs every handler", "[saga][threads]"
     CHECK(courier::runtime(io, courier::runtime_options{.threads = 1}).single_threaded());
 }
 
+namespace {
+// A context that counts its live copies: a saga never run must still be released.
+struct counted {
+    static inline std::atomic<int> alive{0};
+    int n = 0;
+    counted() { ++alive; }
+    explicit counted(int v) : n(v) { ++alive; }
+    counted(const counted& o) : n(o.n) { ++alive; }
+    counted& operator=(const counted&) = default;
+    ~counted() { --alive; }
+    friend void to_json(nlohmann::json& j, const counted& c) { j = {{"n", c.n}}; }
+    friend void from_json(const nlohmann::json& j, counted& c) { c.n = j.at("n").get<int>(); }
+};
+}  // namespace
+
+TEST_CASE("on a one-thread runtime a burst of starts runs in start order, from any thread, and sagas never run are released with their executor", "[saga][threads]") {
+    std::vector<int> ran;
+    courier::saga_definition<counted> def{"test.kick.burst.v1"};
+    def.step("note", [&](counted& c) { ran.push_back(c.n); });
+    {
+        boost::asio::io_context io(1);
+        courier::runtime rt(io, courier::runtime_options{.threads = 1});
+        courier::saga_runner sagas(rt);
+        for (int i = 0; i < 300; ++i) REQUIRE(sagas.start(def, counted{i}));
+        io.run();
+        REQUIRE(ran.size() == 300);
+        for (int i = 0; i < 300; ++i) CHECK(ran[static_cast<std::size_t>(i)] == i);
+        // Starts from four threads while the executor runs: each saga runs once.
+        ran.clear();
+        io.restart();
+        auto guard = boost::asio::make_work_guard(io);
+        std::thread runner([&] { io.run(); });
+        std::vector<std::thread> starters;
+        std::vector<std::vector<courier::uuid>> ids(4);
+        for (int t = 0; t < 4; ++t)
+            starters.emplace_back([&, t] {
+                for (int i = 0; i < 250; ++i) ids[static_cast<std::size_t>(t)].push_back(sagas.start(def, counted{t * 1000 + i}).value());
+            });
+        for (auto& t : starters) t.join();
+        CHECK(courier_test::wait_until([&] {
+            for (auto& v : ids)
+                if (!all_completed(sagas, v)) return false;
+            return true;
+        }));
+        guard.reset();
+        runner.join();
+        CHECK(ran.size() == 1000);
+        for (int t = 0; t < 4; ++t) {  // each thread's sagas in its start order
+            int last = -1;
+            for (int n : ran)
+                if (n / 1000 == t) {
+                    CHECK(n > last);
+                    last = n;
+                }
+        }
+    }
+    CHECK(counted::alive == 0);
+    {
+        courier::manual_clock clk;
+        courier::runtime rt(courier::runtime::manual, clk);  // never polled
+        courier::saga_runner sagas(rt);
+        for (int i = 0; i < 10; ++i) REQUIRE(sagas.start(def, counted{i}));
+        CHECK(counted::alive >= 10);
+    }  // the runner goes, then the executor with the sagas' first run still queued
+    CHECK(ran.size() == 1000);
+    CHECK(counted::alive == 0);
+}
+
 TEST_CASE("on a one-thread runtime sagas share one strand, and events follow subscriptions made between sagas", "[saga][threads]") {
     boost::asio::io_context io(1);
     courier::runtime rt(io, courier::runtime_options{.threads = 1});

@@ -167,6 +167,8 @@ private:
 
     // Caller holds mutex_.
     void link(const std::shared_ptr<detail::saga_log>& log) {
+        // The log may outlive its runner and definition here: it holds its names from now on.
+        if (log->names() != nullptr && log->journal_names == nullptr) log->journal_names = log->names()->shared_from_this();
         log->journal_hold = log;
         log->journal_prev = tail_;
         if (tail_ != nullptr) tail_->journal_next = log.get();

@@ -151,6 +151,13 @@ struct runner_core final : log_source {
     }
     /// A saga reached its final record (on its strand): it is kept for query as its log only.
     void on_final(const uuid& id);
+
+    // One-thread runtime: sagas started and not run yet, newest first. A burst of starts costs
+    // one post (and the executor's lock and work count once) instead of one per saga.
+    std::atomic<saga_instance*> kicks{nullptr};
+    void push_kick(std::shared_ptr<saga_instance> inst, const std::shared_ptr<runner_core>& self);
+    void run_kicks();
+    void drop_kicks() noexcept;
 };
 
 // A saga's first post comes from start(), usually on a thread that does not run the executor,
@@ -190,7 +197,7 @@ public:
         : core_(std::move(core)), program_(program), id_(id),
           strand_(core_->single_threaded ? &*core_->shared_strand : &own_strand_.emplace(boost::asio::make_strand(core_->rt.executor()))),
           direct_(core_->single_threaded),
-          log_(std::allocate_shared<saga_log>(pooled_allocator<saga_log>{}, id_, program_->names, std::move(correlation))),
+          log_(std::allocate_shared<saga_log>(pooled_allocator<saga_log>{}, id_, program_->names.get(), std::move(correlation))),
           steps_(program_->steps.size()), completed_order_(program_->steps.size()) {}
 
     const uuid& id() const noexcept { return id_; }
@@ -201,6 +208,7 @@ public:
     }
     const saga_executor& strand() const noexcept { return *strand_; }
     saga_program& program() const noexcept { return *program_; }
+    const std::shared_ptr<runner_core>& core() const noexcept { return core_; }
 
     // ------------------------------------------------------------------ set-up
     /// Journals `started` (before the saga is visible). Not on the strand: nobody else knows it yet.
@@ -277,8 +285,17 @@ public:
     /// Runs `drive` on the strand (`self`: this saga, handed over).
     static void kick(std::shared_ptr<saga_instance> self) {
         saga_instance& s = *self;
-        s.post(pooled_handler<kick_handler>{{std::move(self)}});
+        if (s.direct_) s.core_->push_kick(std::move(self), s.core_);
+        else s.post(pooled_handler<kick_handler>{{std::move(self)}});
     }
+    /// The first stay in the engine of a saga kicked through runner_core::push_kick.
+    void run_first() {
+        engine_reentered();
+        drive();
+    }
+    // See runner_core::kicks (written before the push, read after the pop).
+    std::shared_ptr<saga_instance> kick_self_;
+    saga_instance* next_kick_ = nullptr;
 
     // ------------------------------------------------------------------ requests (any thread)
     void post_signal(std::string name, nlohmann::json payload) {
@@ -1075,6 +1092,74 @@ private:
     mutable std::mutex halt_mutex_;
     std::string halt_error_;
 };
+
+namespace saga_kicks {
+// Runs the sagas kicked since the last drain; a drain dropped unrun (the executor went first)
+// lets go of them.
+struct drain {
+    std::shared_ptr<runner_core> core;
+    drain(std::shared_ptr<runner_core> c) noexcept : core(std::move(c)) {}
+    drain(drain&&) noexcept = default;
+    drain& operator=(drain&&) = delete;
+    ~drain() {
+        if (core) core->drop_kicks();
+    }
+    void operator()() {
+        auto c = std::move(core);
+        c->run_kicks();
+    }
+};
+}  // namespace saga_kicks
+
+inline void runner_core::push_kick(std::shared_ptr<saga_instance> inst, const std::shared_ptr<runner_core>& self) {
+    saga_instance* p = inst.get();
+    p->kick_self_ = std::move(inst);
+    saga_instance* head = kicks.load(std::memory_order_relaxed);
+    do {
+        p->next_kick_ = head;
+    } while (!kicks.compare_exchange_weak(head, p, std::memory_order_release, std::memory_order_relaxed));
+    if (head != nullptr) return;  // a drain is on its way
+    try {
+        boost::asio::post(rt.executor(), pooled_handler<saga_kicks::drain>{saga_kicks::drain{self}});
+    } catch (...) {
+        drop_kicks();  // (as a failed post of one saga: it stays listed, not running)
+        throw;
+    }
+}
+
+inline void runner_core::run_kicks() {
+    saga_instance* fifo = nullptr;
+    for (saga_instance* p = kicks.exchange(nullptr, std::memory_order_acquire); p != nullptr;) {
+        saga_instance* next = p->next_kick_;
+        p->next_kick_ = fifo;
+        fifo = p;
+        p = next;
+    }
+    while (fifo != nullptr) {
+        saga_instance* next = fifo->next_kick_;
+        std::shared_ptr<saga_instance> self = std::move(fifo->kick_self_);
+        fifo = next;
+        try {
+            self->run_first();
+        } catch (...) {
+            // The rest still run (their own drain); the error goes to the executor's run().
+            while (fifo != nullptr) {
+                saga_instance* n = fifo->next_kick_;
+                push_kick(std::move(fifo->kick_self_), self->core());
+                fifo = n;
+            }
+            throw;
+        }
+    }
+}
+
+inline void runner_core::drop_kicks() noexcept {
+    for (saga_instance* p = kicks.exchange(nullptr, std::memory_order_acquire); p != nullptr;) {
+        saga_instance* next = p->next_kick_;
+        auto self = std::move(p->kick_self_);
+        p = next;
+    }
+}
 
 inline void runner_core::collect_logs(std::vector<std::shared_ptr<saga_log>>& out) {
     std::lock_guard lock(mutex);

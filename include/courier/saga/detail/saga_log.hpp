@@ -25,7 +25,7 @@ namespace detail {
 inline constexpr std::uint32_t no_step = 0xFFFFFFFFu;
 
 /// The names a saga's records point into: its definition's, shared by every saga of it.
-struct log_names {
+struct log_names : std::enable_shared_from_this<log_names> {
     std::string definition;
     std::vector<std::string> steps;
 };
@@ -70,9 +70,11 @@ inline void copy_common_fields(log_record& m, const journal_record& r) noexcept 
 class saga_log {
 public:
     /// `names`: the definition's (a record's step index points into them); null for records
-    /// appended by hand, which carry their names.
-    saga_log(const uuid& id, std::shared_ptr<const log_names> names, std::string&& correlation)
-        : id_(id), names_(std::move(names)), correlation_(std::move(correlation)) {}
+    /// appended by hand, which carry their names. Not owned: the runner keeps its definitions
+    /// while it or any of its sagas lives, and a journal that keeps the log past them holds the
+    /// names through `journal_names`.
+    saga_log(const uuid& id, const log_names* names, std::string&& correlation)
+        : id_(id), names_(names), correlation_(std::move(correlation)) {}
     saga_log(const saga_log&) = delete;
     saga_log& operator=(const saga_log&) = delete;
     ~saga_log() {
@@ -86,6 +88,7 @@ public:
     }
 
     const uuid& id() const noexcept { return id_; }
+    const log_names* names() const noexcept { return names_; }
     std::string_view definition() const noexcept { return names_ ? std::string_view(names_->definition) : std::string_view(); }
     /// The correlation id given at start (empty: the saga id stands in).
     const std::string& correlation() const noexcept { return correlation_; }
@@ -169,6 +172,7 @@ public:
     saga_log* journal_prev = nullptr;
     saga_log* journal_next = nullptr;
     std::shared_ptr<saga_log> journal_hold;  // set while listed: the journal keeps the log alive
+    std::shared_ptr<const log_names> journal_names;  // set when first listed (the journal may outlive the runner)
 
 private:
     static constexpr std::size_t inline_records = 8;  // a saga of three steps writes 8
@@ -178,7 +182,7 @@ private:
         chunk* next = nullptr;
     };
     uuid id_;
-    std::shared_ptr<const log_names> names_;
+    const log_names* names_;
     std::string correlation_;
     std::atomic<std::size_t> size_{0};
     // Built when written (most sagas use a few of them), destroyed with the log.
