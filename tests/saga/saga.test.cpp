@@ -647,6 +647,43 @@ TEST_CASE("on a one-thread runtime a burst of starts runs in start order, from a
     CHECK(counted::alive == 0);
 }
 
+namespace {
+// A context whose copy throws once a step has poisoned it: the engine's copy for the journal
+// then throws out of the saga's first stay.
+struct poisonable {
+    int n = 0;
+    bool poisoned = false;
+    poisonable() = default;
+    explicit poisonable(int v) : n(v) {}
+    poisonable(const poisonable& o) : n(o.n), poisoned(o.poisoned) {
+        if (poisoned) throw std::runtime_error("copy of a poisoned context");
+    }
+    poisonable& operator=(const poisonable&) = default;
+    friend void to_json(nlohmann::json& j, const poisonable& c) { j = {{"n", c.n}}; }
+    friend void from_json(const nlohmann::json& j, poisonable& c) { c.n = j.at("n").get<int>(); }
+};
+}  // namespace
+
+TEST_CASE("on a one-thread runtime a saga whose first stay throws does not keep the next ones of its burst from running", "[saga][threads]") {
+    std::vector<int> ran;
+    courier::saga_definition<poisonable> def{"test.kick.throw.v1"};
+    def.step("note", [&](poisonable& c) {
+        ran.push_back(c.n);
+        if (c.n == 1) c.poisoned = true;
+    });
+    boost::asio::io_context io(1);
+    courier::runtime rt(io, courier::runtime_options{.threads = 1});
+    courier::saga_runner sagas(rt);
+    std::vector<courier::uuid> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(sagas.start(def, poisonable{i}).value());
+    CHECK_THROWS_WITH(io.run(), "copy of a poisoned context");  // as from a post of its own
+    CHECK(ran == std::vector<int>{0, 1, 2});
+    CHECK(sagas.query(ids[0])->state == courier::saga_state::completed);
+    CHECK(sagas.query(ids[2])->state == courier::saga_state::completed);
+    io.restart();
+    CHECK(io.poll() == 0);  // nothing left behind
+}
+
 TEST_CASE("on a one-thread runtime sagas share one strand, and events follow subscriptions made between sagas", "[saga][threads]") {
     boost::asio::io_context io(1);
     courier::runtime rt(io, courier::runtime_options{.threads = 1});

@@ -283,7 +283,9 @@ public:
     /// journal keeps `log` itself, the saga's own record list, instead of copies of its records.
     /// Then a record is journaled when the saga publishes it into the log, and `append` is not
     /// called for that saga. `recovered`: the saga was rebuilt from what load() returned, and
-    /// its log takes the place of the records it came from.
+    /// its log takes the place of the records it came from. A journal that keeps a log past its
+    /// runner must hold its names too (`log->names()->shared_from_this()`): the log points at
+    /// its definition's, which the runner keeps only while it or one of its sagas lives.
     virtual bool adopt(const std::shared_ptr<detail::saga_log>& log, bool recovered) {
         (void)log;
         (void)recovered;

@@ -158,6 +158,7 @@ struct runner_core final : log_source {
     void push_kick(std::shared_ptr<saga_instance> inst, const std::shared_ptr<runner_core>& self);
     void run_kicks();
     void drop_kicks() noexcept;
+    void requeue_kicks(saga_instance* chain);
 };
 
 // A saga's first post comes from start(), usually on a thread that does not run the executor,
@@ -1122,8 +1123,41 @@ inline void runner_core::push_kick(std::shared_ptr<saga_instance> inst, const st
     try {
         boost::asio::post(rt.executor(), pooled_handler<saga_kicks::drain>{saga_kicks::drain{self}});
     } catch (...) {
-        drop_kicks();  // (as a failed post of one saga: it stays listed, not running)
+        // This saga fails to start as a failed post of its own did (it stays listed, not
+        // running); sagas other threads pushed on top of it meanwhile must still run. It is the
+        // oldest in the stack (it went onto an empty one, and no drain took it since).
+        saga_instance* list = kicks.exchange(nullptr, std::memory_order_acquire);
+        saga_instance* prev = nullptr;
+        for (saga_instance* q = list; q != nullptr; prev = q, q = q->next_kick_) {
+            if (q != p) continue;
+            (prev != nullptr ? prev->next_kick_ : list) = q->next_kick_;
+            break;
+        }
+        auto released = std::move(p->kick_self_);
+        if (list != nullptr) {
+            try {
+                requeue_kicks(list);
+                boost::asio::post(rt.executor(), pooled_handler<saga_kicks::drain>{saga_kicks::drain{self}});
+            } catch (...) {
+                drop_kicks();
+            }
+        }
         throw;
+    }
+}
+
+// Puts `chain` (newest first; older than anything pushed since it was taken) back under what
+// was pushed meanwhile, so that the next drain still runs everything in start order.
+inline void runner_core::requeue_kicks(saga_instance* chain) {
+    for (;;) {
+        saga_instance* expected = nullptr;
+        if (kicks.compare_exchange_strong(expected, chain, std::memory_order_acq_rel, std::memory_order_relaxed)) return;
+        saga_instance* newer = kicks.exchange(nullptr, std::memory_order_acquire);
+        if (newer == nullptr) continue;
+        saga_instance* tail = newer;
+        while (tail->next_kick_ != nullptr) tail = tail->next_kick_;
+        tail->next_kick_ = chain;
+        chain = newer;
     }
 }
 
@@ -1135,6 +1169,9 @@ inline void runner_core::run_kicks() {
         fifo = p;
         p = next;
     }
+    // A saga whose first stay throws does not keep the others from theirs; the first error
+    // goes on to the executor's run(), as a post of its own would have.
+    std::exception_ptr first_error;
     while (fifo != nullptr) {
         saga_instance* next = fifo->next_kick_;
         std::shared_ptr<saga_instance> self = std::move(fifo->kick_self_);
@@ -1142,15 +1179,10 @@ inline void runner_core::run_kicks() {
         try {
             self->run_first();
         } catch (...) {
-            // The rest still run (their own drain); the error goes to the executor's run().
-            while (fifo != nullptr) {
-                saga_instance* n = fifo->next_kick_;
-                push_kick(std::move(fifo->kick_self_), self->core());
-                fifo = n;
-            }
-            throw;
+            if (!first_error) first_error = std::current_exception();
         }
     }
+    if (first_error) std::rethrow_exception(first_error);
 }
 
 inline void runner_core::drop_kicks() noexcept {
