@@ -81,10 +81,8 @@ public:
         // The running sagas of attached runners. A saga listed twice (two runners recovered the
         // same saga from this journal) shows once, with the records this journal holds.
         collect_running(running);
-        for (auto& log : running) {
-            if (linked_ids_.count(log->id()) || direct_.count(log->id())) continue;
-            emit(*log, log, out);
-        }
+        for (auto& log : running)
+            if (!held_here(log->id())) emit(*log, log, out);
         return out;
     }
 
@@ -115,7 +113,7 @@ public:
         std::shared_ptr<detail::saga_log> held;  // released after the lock
         std::lock_guard lock(mutex_);
         if (keep) {
-            if (log->journal_hold == nullptr && !linked_ids_.count(log->id())) link(log);
+            link_unless_listed(log);
             return;
         }
         if (log->journal_hold == nullptr) return;  // replaced (the saga was recovered elsewhere)
@@ -136,9 +134,7 @@ public:
         if (it == sources_.end()) return;
         src.collect_logs(running);
         sources_.erase(it);
-        // (A saga another runner recovered from here since is listed under its id already.)
-        for (auto& log : running)
-            if (log->journal_hold == nullptr && !linked_ids_.count(log->id())) link(log);
+        for (auto& log : running) link_unless_listed(log);
     }
 
     /// Sagas with records held.
@@ -148,7 +144,7 @@ public:
         collect_running(running);
         std::unordered_set<uuid> counted;
         for (auto& log : running)
-            if (!linked_ids_.count(log->id()) && !direct_.count(log->id())) counted.insert(log->id());
+            if (!held_here(log->id())) counted.insert(log->id());
         return listed_ + direct_.size() + counted.size();
     }
 
@@ -176,6 +172,14 @@ private:
         tail_ = log.get();
         ++listed_;
         linked_ids_.insert(log->id());
+    }
+
+    // Caller holds mutex_: whether the journal holds records of saga `id` itself.
+    bool held_here(const uuid& id) const { return linked_ids_.count(id) != 0 || direct_.count(id) != 0; }
+    // Caller holds mutex_. A saga listed under its id already (recovered by another runner from
+    // here) keeps the log it has.
+    void link_unless_listed(const std::shared_ptr<detail::saga_log>& log) {
+        if (log->journal_hold == nullptr && linked_ids_.count(log->id()) == 0) link(log);
     }
 
     // Caller holds mutex_; returns the journal's hold on `log`.

@@ -159,6 +159,7 @@ struct runner_core final : log_source {
     void run_kicks();
     void drop_kicks() noexcept;
     void requeue_kicks(saga_instance* chain);
+    void post_drain(const std::shared_ptr<runner_core>& self);
 };
 
 // A saga's first post comes from start(), usually on a thread that does not run the executor,
@@ -289,14 +290,6 @@ public:
         if (s.direct_) s.core_->push_kick(std::move(self), s.core_);
         else s.post(pooled_handler<kick_handler>{{std::move(self)}});
     }
-    /// The first stay in the engine of a saga kicked through runner_core::push_kick.
-    void run_first() {
-        engine_reentered();
-        drive();
-    }
-    // See runner_core::kicks (written before the push, read after the pop).
-    std::shared_ptr<saga_instance> kick_self_;
-    saga_instance* next_kick_ = nullptr;
 
     // ------------------------------------------------------------------ requests (any thread)
     void post_signal(std::string name, nlohmann::json payload) {
@@ -390,15 +383,14 @@ private:
             engine_reentered();
             f();
         };
-        if constexpr (is_pooled_handler<std::decay_t<F>>) {
-            // (the entry keeps the handler's allocator)
-            pooled_handler<decltype(entry)> h{std::move(entry)};
-            if (direct_) boost::asio::post(core_->rt.executor(), std::move(h));
-            else boost::asio::post(*strand_, std::move(h));
-        } else {
-            if (direct_) boost::asio::post(core_->rt.executor(), std::move(entry));
-            else boost::asio::post(*strand_, std::move(entry));
-        }
+        // (a pooled handler's entry keeps its allocator)
+        if constexpr (is_pooled_handler<std::decay_t<F>>) post_entry(pooled_handler<decltype(entry)>{std::move(entry)});
+        else post_entry(std::move(entry));
+    }
+    template <class H>
+    void post_entry(H&& h) {
+        if (direct_) boost::asio::post(core_->rt.executor(), std::forward<H>(h));
+        else boost::asio::post(*strand_, std::forward<H>(h));
     }
 
     struct kick_handler {
@@ -1092,6 +1084,16 @@ private:
     // Why the saga halted (a journal append failed): not a record, so info() reads it here.
     mutable std::mutex halt_mutex_;
     std::string halt_error_;
+
+    // See runner_core::kicks (written before the push, read after the pop).
+    friend struct runner_core;
+    std::shared_ptr<saga_instance> kick_self_;
+    saga_instance* next_kick_ = nullptr;
+    /// The first stay in the engine of a saga kicked through runner_core::push_kick.
+    void run_first() {
+        engine_reentered();
+        drive();
+    }
 };
 
 namespace saga_kicks {
@@ -1099,7 +1101,7 @@ namespace saga_kicks {
 // lets go of them.
 struct drain {
     std::shared_ptr<runner_core> core;
-    drain(std::shared_ptr<runner_core> c) noexcept : core(std::move(c)) {}
+    explicit drain(std::shared_ptr<runner_core> c) noexcept : core(std::move(c)) {}
     drain(drain&&) noexcept = default;
     drain& operator=(drain&&) = delete;
     ~drain() {
@@ -1121,7 +1123,7 @@ inline void runner_core::push_kick(std::shared_ptr<saga_instance> inst, const st
     } while (!kicks.compare_exchange_weak(head, p, std::memory_order_release, std::memory_order_relaxed));
     if (head != nullptr) return;  // a drain is on its way
     try {
-        boost::asio::post(rt.executor(), pooled_handler<saga_kicks::drain>{saga_kicks::drain{self}});
+        post_drain(self);
     } catch (...) {
         // This saga fails to start as a failed post of its own did (it stays listed, not
         // running); sagas other threads pushed on top of it meanwhile must still run. It is the
@@ -1137,13 +1139,17 @@ inline void runner_core::push_kick(std::shared_ptr<saga_instance> inst, const st
         if (list != nullptr) {
             try {
                 requeue_kicks(list);
-                boost::asio::post(rt.executor(), pooled_handler<saga_kicks::drain>{saga_kicks::drain{self}});
+                post_drain(self);
             } catch (...) {
                 drop_kicks();
             }
         }
         throw;
     }
+}
+
+inline void runner_core::post_drain(const std::shared_ptr<runner_core>& self) {
+    boost::asio::post(rt.executor(), pooled_handler<saga_kicks::drain>{saga_kicks::drain{self}});
 }
 
 // Puts `chain` (newest first; older than anything pushed since it was taken) back under what
