@@ -141,6 +141,19 @@ TEST_CASE("event_name::with_version builds the name of another version", "[event
     CHECK(event_name::parse(created.with_version(42)));
     CHECK_THROWS_AS(created.with_version(0), courier::courier_error);
     CHECK_THROWS_AS(created.with_version(-3), courier::courier_error);
+    // A name at the length limit keeps it only with a version of as many digits (found by the
+    // event_name fuzzer: with_version(10) of such a name gave 256 characters).
+    const std::string at_limit = "order." + std::string(255 - 6 - 3, 'a') + ".v9";
+    const auto full = event_name::parse(at_limit).value();
+    CHECK(full.with_version(1).size() == 255);
+    CHECK(full.with_version(8) == "order." + std::string(246, 'a') + ".v8");
+    try {
+        (void)full.with_version(10);
+        FAIL("a name past the limit was built");
+    } catch (const courier::courier_error& e) {
+        CHECK(e.err() == courier::errc::invalid_argument);
+        CHECK(e.err().message == "[courier.event.name_too_long] version 10 makes the name 256 characters long, past the limit of 255");
+    }
 }
 
 TEST_CASE("owned_event_name keeps its text after the source is gone", "[event][event_name]") {

@@ -266,7 +266,9 @@ public:
     /// The same base with another version, "order.created.v2" for `with_version(2)`; what an
     /// upcaster produces.
     ///
-    /// Errors: throws courier_error (errc::invalid_argument) when `v` is outside 1..999999999.
+    /// Errors: throws courier_error (errc::invalid_argument) when `v` is outside 1..999999999,
+    /// or when the name would pass the 255-character limit (a name at the limit with a version
+    /// that has more digits).
     std::string with_version(int v) const {
         if (v < 1 || v > detail::max_event_version) {
             throw courier_error(courier::error(errc::invalid_argument,
@@ -278,6 +280,12 @@ public:
         s.append(base());
         s += ".v";
         s += std::to_string(v);
+        if (s.size() > detail::max_name_size) {
+            throw courier_error(courier::error(errc::invalid_argument,
+                                               "[courier.event.name_too_long] version " + std::to_string(v) + " makes the name " +
+                                                   std::to_string(s.size()) + " characters long, past the limit of " +
+                                                   std::to_string(detail::max_name_size)));
+        }
         return s;
     }
 
