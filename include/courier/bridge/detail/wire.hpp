@@ -80,61 +80,67 @@ inline wire_message to_wire(const envelope& e, std::string topic) {
 class canonical_reader {
 public:
     static std::optional<envelope> read(std::string_view text, const decode_limits& limits) {
+        std::optional<envelope> e(std::in_place);
+        if (!read_into(text, limits, *e)) return std::nullopt;
+        return e;
+    }
+    /// As read, into `e` (a default envelope): the caller's object, so an ingested envelope is
+    /// not moved on its way to the bus. False: `e` holds a partial decode (discard it).
+    static bool read_into(std::string_view text, const decode_limits& limits, envelope& e) {
         // Limits as decode has them: the envelope is depth 1, metadata and headers depth 2, and
         // `data` is measured as it is delimited (decode's own scan reports the error).
-        if (text.size() > limits.max_bytes || limits.max_depth < 2) return std::nullopt;
+        if (text.size() > limits.max_bytes || limits.max_depth < 2) return false;
         canonical_reader r(text);
-        envelope e;
         std::string_view v;
-        if (!r.lit("{\"event_type\":") || !r.str(v)) return std::nullopt;
+        if (!r.lit("{\"event_type\":") || !r.str(v)) return false;
         auto name = event_name::parse(v);
-        if (!name) return std::nullopt;
+        if (!name) return false;
         e.event_type.assign(v);
-        if (!r.lit(",\"event_id\":") || !r.str(v)) return std::nullopt;
+        if (!r.lit(",\"event_id\":") || !r.str(v)) return false;
         auto id = uuid::parse(v);
-        if (!id || id->is_nil()) return std::nullopt;
+        if (!id || id->is_nil()) return false;
         e.event_id = *id;
-        if (!r.lit(",\"timestamp\":") || !r.str(v)) return std::nullopt;
+        if (!r.lit(",\"timestamp\":") || !r.str(v)) return false;
         auto ts = parse_rfc3339(v);
-        if (!ts) return std::nullopt;
+        if (!ts) return false;
         e.timestamp = *ts;
         std::int64_t version = 0;
-        if (!r.lit(",\"version\":") || !r.integer(version) || version != name->version()) return std::nullopt;
+        if (!r.lit(",\"version\":") || !r.integer(version) || version != name->version()) return false;
         e.version = name->version();
         std::size_t data_depth = 0;
-        if (!r.lit(",\"data\":")) return std::nullopt;
+        if (!r.lit(",\"data\":")) return false;
         if (r.json_value(e.data, data_depth)) {
-            if (1 + data_depth > limits.max_depth) return std::nullopt;
+            if (1 + data_depth > limits.max_depth) return false;
         } else {
             // Another form (a fraction, an escape, white space): delimit it, then the library parses it.
-            if (!r.value(v, data_depth) || 1 + data_depth > limits.max_depth) return std::nullopt;
+            if (!r.value(v, data_depth) || 1 + data_depth > limits.max_depth) return false;
             try {
                 e.data = nlohmann::json::parse(v.begin(), v.end());
             } catch (const nlohmann::json::exception&) {
-                return std::nullopt;
+                return false;
             }
         }
-        if (!r.lit(",\"metadata\":{\"producer\":") || !r.str(v)) return std::nullopt;
+        if (!r.lit(",\"metadata\":{\"producer\":") || !r.str(v)) return false;
         e.metadata.producer.assign(v);
-        if (!r.lit(",\"trace_id\":") || !r.str(v)) return std::nullopt;
+        if (!r.lit(",\"trace_id\":") || !r.str(v)) return false;
         e.metadata.trace_id.assign(v);
-        if (!r.lit(",\"correlation_id\":") || !r.str(v)) return std::nullopt;
+        if (!r.lit(",\"correlation_id\":") || !r.str(v)) return false;
         e.metadata.correlation_id.assign(v);
-        if (!r.lit(",\"causation_id\":") || !r.str(v)) return std::nullopt;
+        if (!r.lit(",\"causation_id\":") || !r.str(v)) return false;
         e.metadata.causation_id.assign(v);
-        if (!r.lit("},\"headers\":{")) return std::nullopt;
+        if (!r.lit("},\"headers\":{")) return false;
         if (!r.lit("}")) {
             for (;;) {
                 std::string_view k;
-                if (!r.str(k) || !r.lit(":") || !r.str(v)) return std::nullopt;
-                if (e.headers.size() == limits.max_headers) return std::nullopt;
-                if (!e.headers.emplace(std::string(k), std::string(v)).second) return std::nullopt;  // a repeated name
+                if (!r.str(k) || !r.lit(":") || !r.str(v)) return false;
+                if (e.headers.size() == limits.max_headers) return false;
+                if (!e.headers.emplace(std::string(k), std::string(v)).second) return false;  // a repeated name
                 if (r.lit("}")) break;
-                if (!r.lit(",")) return std::nullopt;
+                if (!r.lit(",")) return false;
             }
         }
-        if (!r.lit("}") || !r.at_end()) return std::nullopt;
-        return e;
+        if (!r.lit("}") || !r.at_end()) return false;
+        return true;
     }
 
 private:
@@ -202,8 +208,10 @@ private:
 
 /// The envelope in `bytes`: the canonical layout read directly, anything else through `decode`.
 inline result<envelope> decode_envelope(std::string_view bytes, const decode_limits& limits) {
-    if (auto fast = canonical_reader::read(bytes, limits)) return std::move(*fast);
-    return decode(bytes, limits);
+    // One object, returned by name: the envelope is decoded where the caller receives it.
+    result<envelope> e = envelope{};
+    if (!canonical_reader::read_into(bytes, limits, *e)) e = decode(bytes, limits);
+    return e;
 }
 
 /// The envelope inside a wire message (the key from the wire when the payload lacks it).

@@ -281,7 +281,7 @@ struct typed_message final : message_base, pooled_allocation<typed_message<T>> {
 struct envelope_message final : message_base, pooled_allocation<envelope_message> {  // made by a bridge's thread, freed by a worker
     envelope env;
 
-    explicit envelope_message(envelope e) : env(std::move(e)) {
+    explicit envelope_message(envelope&& e) : env(std::move(e)) {
         ops = &table;
         timestamp = env.timestamp;
         if (!env.event_id.is_nil()) set_event_id(env.event_id);
