@@ -220,9 +220,10 @@ inline result<envelope> from_wire(const wire_message& w, const decode_limits& li
     if (!e) return e;
     // The key becomes an envelope header, and headers are JSON strings (found by
     // fuzz/bridge_inbound.fuzz.cpp: a raw broker key that is not UTF-8 made encode() throw later).
+    // (Every path returns `e` itself, so the envelope is not moved on the way out.)
     if (!w.key.empty() && !valid_utf8(w.key))
-        return unexpected(errc::malformed_envelope, "[courier.envelope.bad_key] the message key is not valid UTF-8");
-    if (!w.key.empty() && !e->headers.count(std::string(header_key))) e->headers[std::string(header_key)] = w.key;
+        e = unexpected(errc::malformed_envelope, "[courier.envelope.bad_key] the message key is not valid UTF-8");
+    else if (!w.key.empty() && !e->headers.count(std::string(header_key))) e->headers[std::string(header_key)] = w.key;
     return e;
 }
 
