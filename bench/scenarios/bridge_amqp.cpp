@@ -41,12 +41,12 @@ struct amqp_msg {
     static constexpr courier::event_name event_type{"bench.amqp.sent.v1"};
     std::uint64_t seq = 0;
     std::uint64_t sent_ns = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(amqp_msg, seq, sent_ns)
+    COURIER_JSON_FIELDS(amqp_msg, seq, sent_ns)
 };
 struct amqp_pong {
     static constexpr courier::event_name event_type{"bench.amqp.pong.v1"};
     std::uint64_t seq = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(amqp_pong, seq)
+    COURIER_JSON_FIELDS(amqp_pong, seq)
 };
 
 constexpr std::size_t window = 8192;     // confirms in flight: the bridge's max_in_flight

@@ -42,7 +42,7 @@ struct kafka_msg {
     static constexpr courier::event_name event_type{"bench.kafkabridge.sent.v1"};
     std::uint64_t seq = 0;
     std::uint64_t sent_ns = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(kafka_msg, seq, sent_ns)
+    COURIER_JSON_FIELDS(kafka_msg, seq, sent_ns)
 };
 
 void quiet(const rd_kafka_t*, int, const char*, const char*) {}

@@ -46,12 +46,12 @@ struct nats_msg {
     static constexpr courier::event_name event_type{"bench.natsbridge.sent.v1"};
     std::uint64_t seq = 0;
     std::uint64_t sent_ns = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(nats_msg, seq, sent_ns)
+    COURIER_JSON_FIELDS(nats_msg, seq, sent_ns)
 };
 struct nats_pong {
     static constexpr courier::event_name event_type{"bench.natsbridge.pong.v1"};
     std::uint64_t seq = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(nats_pong, seq)
+    COURIER_JSON_FIELDS(nats_pong, seq)
 };
 
 std::string nats_url() {

@@ -42,12 +42,12 @@ struct bridge_msg {
     static constexpr courier::event_name event_type{"bench.bridge.sent.v1"};
     std::uint64_t seq = 0;
     std::uint64_t sent_ns = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(bridge_msg, seq, sent_ns)
+    COURIER_JSON_FIELDS(bridge_msg, seq, sent_ns)
 };
 struct bridge_pong {
     static constexpr courier::event_name event_type{"bench.bridge.pong.v1"};
     std::uint64_t seq = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(bridge_pong, seq)
+    COURIER_JSON_FIELDS(bridge_pong, seq)
 };
 
 std::uint16_t redis_port() {

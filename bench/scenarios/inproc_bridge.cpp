@@ -33,7 +33,7 @@ struct pipe_msg {
     static constexpr courier::event_name event_type{"bench.inproc.sent.v1"};
     std::uint64_t seq = 0;
     std::uint64_t sent_ns = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(pipe_msg, seq, sent_ns)
+    COURIER_JSON_FIELDS(pipe_msg, seq, sent_ns)
 };
 
 /// Payload buffers one way, emptied buffers back (so neither side allocates per message).

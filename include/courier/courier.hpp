@@ -22,6 +22,7 @@
 #include <courier/event/envelope_codec.hpp>
 #include <courier/event/event_name.hpp>
 #include <courier/event/event_traits.hpp>
+#include <courier/event/json_fields.hpp>
 #include <courier/event/topic_pattern.hpp>
 #include <courier/event/upcaster.hpp>
 

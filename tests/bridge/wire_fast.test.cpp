@@ -32,16 +32,31 @@ struct pong_event {
     NLOHMANN_DEFINE_TYPE_INTRUSIVE(pong_event, text)
 };
 
+// Declared with COURIER_JSON_FIELDS: the bridge writes its data without a document.
+struct shipped_event {
+    static constexpr courier::event_name event_type{"conformance.item.shipped.v1"};
+    std::uint64_t seq = 0;
+    std::int64_t delta = -3;
+    bool tracked = true;
+    double weight = 0.25;
+    std::string carrier;
+    std::vector<std::string> parcels;
+    COURIER_JSON_FIELDS(shipped_event, seq, delta, tracked, weight, carrier, parcels)
+};
+
 // Every message the bus delivers to a pattern subscriber: the fast encoding and the reference.
 struct encodings {
     std::vector<std::string> fast, reference;
     std::vector<std::string> keys, reference_keys;
     std::vector<std::string> types;
+    std::vector<std::uint64_t> documents;  // data documents the fast encoding built
 };
 
 void capture(encodings& out, const courier::message_context& ctx) {
     br::detail::outbound_item o;
+    const auto before = courier::detail::json_encode_counter().load();
     br::detail::encode_outbound(o, ctx);
+    out.documents.push_back(courier::detail::json_encode_counter().load() - before);
     const auto env = ctx.to_envelope();
     const auto w = br::detail::to_wire(env, env.event_type);
     out.fast.push_back(o.payload);
@@ -100,13 +115,21 @@ TEST_CASE("encoding from the bus's message gives the bytes encode(to_envelope())
     env.metadata.producer = "producer \xe2\x9c\x93";
     env.headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     REQUIRE(rt.bus().publish(env));
+    // Typed data written by COURIER_JSON_FIELDS: the same bytes, without a document.
+    rt.bus().publish(shipped_event{18446744073709551615ull, -9, false, 1.5, "post \"fast\" \xc3\xa9", {"p-1", "p\n2"}});
+    rt.bus().publish(shipped_event{7, 0, true, 0, "", {}}, keyed);
 
-    REQUIRE(seen.fast.size() == 7);
+    REQUIRE(seen.fast.size() == 9);
     for (std::size_t i = 0; i < seen.fast.size(); ++i) {
         INFO("message " << i << ": " << seen.reference[i]);
         CHECK(seen.fast[i] == seen.reference[i]);
         CHECK(seen.keys[i] == seen.reference_keys[i]);
     }
+    CHECK(seen.documents[0] == 1);  // item: nlohmann's macro, so its data goes through a document
+    CHECK(seen.documents[6] == 0);  // an envelope's data is JSON already
+    CHECK(seen.documents[7] == 0);  // COURIER_JSON_FIELDS: written directly
+    CHECK(seen.documents[8] == 0);
+    CHECK(seen.types[7] == "conformance.item.shipped.v1");
     auto has = [](const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); };
     CHECK(has(seen.types, "conformance.item.answered.v2"));
     CHECK(has(seen.keys, "from-header"));  // the envelope's courier-key header, as to_wire reads it
@@ -299,8 +322,10 @@ TEST_CASE("the UUID map keeps every key through collisions, growth and backward-
     std::vector<courier::uuid> keys;
     // Few distinct keys and many operations: probe runs wrap and shift often.
     for (int i = 0; i < 300; ++i) keys.push_back(courier::uuid::from_u64(rng() | 1, rng()));
+    m.prefetch(keys[0]);  // a hint: on an empty map it touches nothing
     for (int op = 0; op < 20000; ++op) {
         const auto& k = keys[rng() % keys.size()];
+        m.prefetch(k);  // and never changes what the map holds
         switch (rng() % 3) {
         case 0: {
             auto [v, inserted] = m.try_emplace(k);

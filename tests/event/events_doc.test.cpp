@@ -5,6 +5,7 @@
 #include <courier/event/event_name.hpp>     // event_name, owned_event_name
 #include <courier/event/topic_pattern.hpp>  // topic_pattern, owned_topic_pattern
 #include <courier/event/event_traits.hpp>   // typed_event, event_type_of, to_data, from_data
+#include <courier/event/json_fields.hpp>    // COURIER_JSON_FIELDS, has_json_writer
 #include <courier/event/envelope.hpp>       // envelope, event_metadata, make_envelope, data_as
 #include <courier/event/envelope_codec.hpp> // encode, decode, decode_limits, RFC 3339
 #include <courier/event/cloudevents.hpp>    // to_cloudevent, from_cloudevent
@@ -14,6 +15,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <string>
 
 // doc: typed-event
@@ -28,6 +30,27 @@ static_assert(courier::typed_event<order_created>);
 static_assert(order_created::event_type.base() == "order.created");
 static_assert(order_created::event_type.version() == 2);
 // doc: end
+
+// doc: json-fields
+struct parcel_shipped {
+    static constexpr courier::event_name event_type{"parcel.shipped.v1"};
+    std::string parcel_id;
+    std::uint64_t grams = 0;
+    COURIER_JSON_FIELDS(parcel_shipped, parcel_id, grams)  // nlohmann's to_json/from_json, and more
+};
+static_assert(courier::typed_event<parcel_shipped>);
+static_assert(courier::has_json_writer<parcel_shipped>);
+// doc: end
+
+TEST_CASE("docs/events.md: COURIER_JSON_FIELDS writes what nlohmann writes", "[event][docs]") {
+    // doc: json-fields-text
+    std::string text;
+    parcel_shipped::courier_append_json(text, parcel_shipped{"p-7", 1200});
+    // text == R"({"grams":1200,"parcel_id":"p-7"})": the keys sorted, as nlohmann's dump() gives
+    // doc: end
+    CHECK(text == R"({"grams":1200,"parcel_id":"p-7"})");
+    CHECK(text == nlohmann::json(parcel_shipped{"p-7", 1200}).dump());
+}
 
 // doc: patterns
 constexpr courier::topic_pattern all_orders{"order.#"};

@@ -4,6 +4,7 @@
 #include <courier/queue/mpmc_queue.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/event/event_name.hpp>
+#include <courier/event/json_fields.hpp>
 #include <courier/event/topic_pattern.hpp>
 
 #if defined(BOOST_ASIO_VERSION) || defined(ASIO_VERSION)

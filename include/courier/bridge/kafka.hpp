@@ -659,9 +659,10 @@ private:
 
     bool hand_reports(const std::function<void(publish_confirm)>& on_confirm) {
         if (reports_.empty()) return false;
-        auto batch = std::move(reports_);
-        reports_.clear();
-        for (auto& c : batch) on_confirm(std::move(c));
+        // Swapped with a member, so both vectors keep their capacity from poll to poll.
+        handing_.clear();
+        handing_.swap(reports_);
+        for (auto& c : handing_) on_confirm(std::move(c));
         return true;
     }
 
@@ -719,6 +720,7 @@ private:
     std::map<std::string, std::unique_ptr<consumer>> consumers_;
     std::vector<ingest_spec> specs_;
     std::vector<publish_confirm> reports_;
+    std::vector<publish_confirm> handing_;  ///< reports being handed out (hand_reports)
     inbound_message scratch_;  // each consumed record is read into it (see take)
     std::string last_checked_topic_;  // the last topic publish found valid
     std::string fanout_group_;

@@ -60,10 +60,15 @@ inline void encode_outbound(outbound_item& out, const message_context& ctx) {
     const std::string_view type = m.event_type();
     std::string& s = out.payload;
     s.clear();
-    const auto& data = m.data_json();
-    std::string data_text = data.is_discarded() ? std::string("null")
-                                                : data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    s.reserve(232 + type.size() + data_text.size() + ctx.producer().size() + ctx.trace_id().size() +
+    // A type declared with COURIER_JSON_FIELDS writes its data's text itself (the same bytes,
+    // no document); any other goes through the message's cached document.
+    const auto append_data = m.ops->append_data_json;
+    std::string data_text;
+    if (append_data == nullptr) {
+        const auto& data = m.data_json();
+        data_text = data.is_discarded() ? std::string("null") : data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    s.reserve(232 + type.size() + (append_data ? 64 : data_text.size()) + ctx.producer().size() + ctx.trace_id().size() +
               ctx.correlation_id().size() + m.key().size());
     s += "{\"event_type\":";
     if (json_plain(type)) {
@@ -86,7 +91,8 @@ inline void encode_outbound(outbound_item& out, const message_context& ctx) {
     s += "\",\"version\":";
     s += std::to_string(courier::detail::message_base::version_of(type));
     s += ",\"data\":";
-    s += data_text;
+    if (append_data != nullptr) append_data(m, s);
+    else s += data_text;
     s += ",\"metadata\":{\"producer\":";
     courier::detail::append_json_string(s, ctx.producer());
     s += ",\"trace_id\":";

@@ -10,6 +10,7 @@
 #include <courier/core/uuid.hpp>
 #include <courier/event/envelope.hpp>
 #include <courier/event/event_traits.hpp>
+#include <courier/event/json_fields.hpp>
 #include <courier/bus/detail/message_pool.hpp>
 #include <courier/bus/reply_address.hpp>
 
@@ -67,6 +68,9 @@ struct message_ops {
     std::size_t type_index;
     const std::type_info* type;
     std::string_view event_type;  // empty for envelope messages, which carry their own
+    /// Appends the data's JSON text without a document (types declared with
+    /// COURIER_JSON_FIELDS); null: use data_json().
+    void (*append_data_json)(const message_base&, std::string&);
 };
 
 /// What only some messages carry: an ordering key, a cause, trace data. Kept out of line so
@@ -272,9 +276,13 @@ struct typed_message final : message_base, pooled_allocation<typed_message<T>> {
     static nlohmann::json to_json(const message_base& m) {
         return nlohmann::json(static_cast<const typed_message&>(m).value);
     }
+    static void append_json(const message_base& m, std::string& out) {
+        if constexpr (has_json_writer<T>) T::courier_append_json(out, static_cast<const typed_message&>(m).value);
+    }
 
     static inline const message_ops table{&typed_message::destroy, &typed_message::to_json, nullptr, type_index_of<T>(),
-                                          &typeid(T), event_type_of<T>().str()};
+                                          &typeid(T), event_type_of<T>().str(),
+                                          has_json_writer<T> ? &typed_message::append_json : nullptr};
 };
 
 /// A dynamic event published as an envelope: the data is JSON already.
@@ -344,7 +352,7 @@ struct envelope_message final : message_base, pooled_allocation<envelope_message
     }
     // No data_to_json: data_json() reads an envelope's data in place.
     static inline const message_ops table{&envelope_message::destroy, nullptr, &envelope_message::data_in_place, no_type,
-                                          &typeid(envelope), {}};
+                                          &typeid(envelope), {}, nullptr};
 };
 
 template <class T>

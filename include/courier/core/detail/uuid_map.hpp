@@ -46,6 +46,20 @@ public:
         return {&slots_[i].value, true};
     }
 
+    /// Starts loading the slot where a look-up of `k` begins (a hint; no effect on contents).
+    void prefetch(const uuid& k) const noexcept {
+        if (slots_.empty()) return;
+        const slot* p = slots_.data() + home(k);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        // g++ 12 drops a __builtin_prefetch whose address is computed from a uuid's words.
+        asm volatile("prefetcht0 %0" : : "m"(*reinterpret_cast<const char*>(p)));
+#elif defined(__GNUC__) || defined(__clang__)
+        __builtin_prefetch(p);
+#else
+        (void)p;
+#endif
+    }
+
     /// Calls `f(key, value)` for every entry (in no particular order).
     template <class F>
     void for_each(F&& f) {
