@@ -173,11 +173,12 @@ TEST_CASE("dedup window remembers a bounded number of ids and evicts the oldest"
     const auto id = [](std::uint64_t n) { return courier::uuid::from_u64(0x0190000000007000ULL, n); };
     const auto a = id(1), b = id(2), c = id(3), d = id(4);
     br::detail::dedup_window w(3);
-    w.prefetch(a);  // a hint, before and after the window fills: it changes nothing
+    w.prefetch(a, 0);  // a hint, before and after the window fills: it changes nothing
     CHECK(w.insert(a));
     CHECK(w.insert(b));
     CHECK(w.insert(c));
-    w.prefetch(d);
+    w.prefetch(d, 2);
+    w.prefetch(d, 3);  // beyond the lookahead: ignored
     CHECK(w.size() == 3);
     CHECK(w.evicted() == 0);
     CHECK_FALSE(w.insert(a));
@@ -199,7 +200,7 @@ TEST_CASE("dedup window remembers a bounded number of ids and evicts the oldest"
     CHECK(w.contains(a));
     CHECK(w.contains(d));
     br::detail::dedup_window off(0);
-    off.prefetch(a);
+    off.prefetch(a, 1);
     CHECK(off.insert(a));
     CHECK(off.insert(a));
     CHECK(off.size() == 0);

@@ -60,6 +60,28 @@ private:
     int secret = 42;  // private members are reachable, as with nlohmann's intrusive macro
 };
 
+// Derived from a COURIER_JSON_FIELDS type, with nlohmann's macro: the inherited writer knows
+// only the base's fields, so the derived type does not count as having one.
+struct parcel : address {
+    std::string carrier = "ups";
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(parcel, zip, city, carrier)
+};
+
+// Converts to a string, but nlohmann writes it through its own to_json (an object).
+struct sku {
+    std::string code;
+    operator std::string_view() const { return code; }  // NOLINT: implicit on purpose
+};
+inline void to_json(nlohmann::json& j, const sku& s) { j = nlohmann::json{{"sku", s.code}}; }
+inline void from_json(const nlohmann::json& j, sku& s) { j.at("sku").get_to(s.code); }
+
+struct shipment {
+    parcel first;
+    sku item{"x-1"};
+    std::vector<parcel> rest{parcel{}};
+    COURIER_JSON_FIELDS(shipment, first, item, rest)
+};
+
 struct one_field {
     std::string z;
     COURIER_JSON_FIELDS(one_field, z)
@@ -94,6 +116,15 @@ TEST_CASE("COURIER_JSON_FIELDS writes the bytes nlohmann's dump gives, field by 
         order_placed::courier_append_json(again, e);
         CHECK(again == "prefix:" + fields_test::nlohmann_text(nlohmann::json(e)));
     }
+    SECTION("fields that only look like what the writer writes directly go through nlohmann") {
+        fields_test::shipment sh;
+        sh.first.carrier = "dhl";
+        std::string t;
+        fields_test::shipment::courier_append_json(t, sh);
+        CHECK(t == fields_test::nlohmann_text(nlohmann::json(sh)));
+        CHECK(t.find(R"("item":{"sku":"x-1"})") != std::string::npos);
+        CHECK(t.find(R"("carrier":"dhl")") != std::string::npos);
+    }
     SECTION("one field") {
         fields_test::one_field f{"x"};
         std::string t;
@@ -127,6 +158,7 @@ TEST_CASE("a COURIER_JSON_FIELDS event is a typed event; the writer is detectabl
     STATIC_REQUIRE(courier::has_json_writer<order_placed>);
     STATIC_REQUIRE(courier::has_json_writer<fields_test::address>);
     STATIC_REQUIRE_FALSE(courier::has_json_writer<fields_test::legacy>);
+    STATIC_REQUIRE_FALSE(courier::has_json_writer<fields_test::parcel>);  // its writer is its base's
     STATIC_REQUIRE_FALSE(courier::has_json_writer<int>);
     // The envelope codec sees nothing different.
     const auto env = courier::make_envelope(order_placed{}, courier::time_point{});

@@ -5,8 +5,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <set>
+#include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
@@ -195,4 +197,25 @@ TEST_CASE("uuid v7 ids are unique across 4 threads x 100k ids, and increase per 
     std::sort(all.begin(), all.end());
     CHECK(std::adjacent_find(all.begin(), all.end()) == all.end());
     CHECK(all.size() == static_cast<std::size_t>(threads * per_thread));
+}
+
+TEST_CASE("uuid::parse_quietly reads what parse reads and refuses the rest without a message", "[core][uuid]") {
+    // A fixed id: making one would move this thread's v7 generator, which other tests pin.
+    const auto id = courier::uuid::from_u64(0x0194228eb57b7abcULL, 0x8def000000000001ULL);
+    courier::uuid out;
+    REQUIRE(courier::uuid::parse_quietly(id.to_string(), out));
+    CHECK(out == id);
+    std::string upper = id.to_string();
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    REQUIRE(courier::uuid::parse_quietly(upper, out));
+    CHECK(out == id);
+    const courier::uuid before = out;
+    const std::vector<std::string> refused{std::string(), id.to_string().substr(1), id.to_string() + "0", std::string(36, '-'),
+                                           "0194228e_b57b-7000-8000-000000000001", "0194228e-b57b-7000-8000-00000000000g"};
+    for (const auto& bad : refused) {
+        INFO(bad);
+        CHECK_FALSE(courier::uuid::parse_quietly(bad, out));
+        CHECK(out == before);  // untouched
+        CHECK_FALSE(courier::uuid::parse(bad));
+    }
 }

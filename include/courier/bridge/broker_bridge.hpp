@@ -504,10 +504,11 @@ private:
             settle_confirmed();
             // Deliveries are handled after poll returns, so acks never re-enter the transport.
             for (std::size_t i = 0; i < inbound_count; ++i) {
+                constexpr std::size_t ahead = detail::dedup_window::lookahead;
                 if (i == 0) {
-                    for (std::size_t k = 0; k < detail::dedup_window::lookahead && k < inbound_count; ++k) prefetch_dedup(inbound[k]);
+                    for (std::size_t k = 0; k < ahead && k < inbound_count; ++k) prefetch_dedup(inbound[k], k);
                 }
-                if (i + detail::dedup_window::lookahead < inbound_count) prefetch_dedup(inbound[i + detail::dedup_window::lookahead]);
+                if (i + ahead < inbound_count) prefetch_dedup(inbound[i + ahead], ahead);
                 on_message(inbound[i]);
             }
             if (!r) {
@@ -594,10 +595,11 @@ private:
         if (r.error() == errc::limit_exceeded || r.error() == errc::invalid_argument) {
             // The broker will never take this one: hand it to the dead letters, keep going.
             core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
-            core_->dead_letter_accepted(item.msg, dead_letter_reason::non_retryable, r.error().message);
             --unsent_;
+            const detail::outbound_item msg = std::move(item.msg);
             in_flight_.erase(seq);
-            core_->in_flight.store(in_flight_.size(), std::memory_order_release);
+            settle_confirmed();  // the counts first: once unsettled drops, flush may return
+            core_->dead_letter_accepted(msg, dead_letter_reason::non_retryable, r.error().message);
             return true;
         }
         lost(r.error());
@@ -617,11 +619,13 @@ private:
         core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
         if (++it->attempts >= core_->options.max_publish_attempts) {
             if (!it->sent) --unsent_;
-            core_->dead_letter_accepted(it->msg, dead_letter_reason::non_retryable,
-                                   "[courier.bridge.publish_refused] the broker refused it " +
-                                       std::to_string(it->attempts) + " times; last: " + c.outcome.error().message);
+            const auto attempts = it->attempts;
+            const detail::outbound_item msg = std::move(it->msg);
             in_flight_.erase(c.sequence);
-            core_->in_flight.store(in_flight_.size(), std::memory_order_release);
+            settle_confirmed();  // the counts first (with this poll's confirms so far): once unsettled drops, flush may return
+            core_->dead_letter_accepted(msg, dead_letter_reason::non_retryable,
+                                        "[courier.bridge.publish_refused] the broker refused it " + std::to_string(attempts) +
+                                            " times; last: " + c.outcome.error().message);
             return;
         }
         if (it->sent) ++unsent_;
@@ -661,10 +665,10 @@ private:
 
     const ingest_spec& spec_of(std::size_t route) { return io_routes()[route]->spec; }
 
-    // From the id the broker's headers carry (where they do), before the payload is decoded.
-    void prefetch_dedup(const inbound_message& m) const {
-        if (m.message.event_id.size() != uuid::text_size) return;
-        if (auto id = uuid::parse(m.message.event_id)) dedup_.prefetch(*id);
+    // From the id the broker's headers carry (where they do), before the payload is decoded;
+    // `ahead`: inserts before this one's.
+    void prefetch_dedup(const inbound_message& m, std::size_t ahead) const noexcept {
+        if (uuid id; uuid::parse_quietly(m.message.event_id, id)) dedup_.prefetch(id, ahead);
     }
 
     void on_message(inbound_message& m) {

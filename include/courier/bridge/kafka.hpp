@@ -659,10 +659,14 @@ private:
 
     bool hand_reports(const std::function<void(publish_confirm)>& on_confirm) {
         if (reports_.empty()) return false;
-        // Swapped with a member, so both vectors keep their capacity from poll to poll.
-        handing_.clear();
-        handing_.swap(reports_);
-        for (auto& c : handing_) on_confirm(std::move(c));
+        // The reports go to a local (safe if on_confirm polls again) that takes the spare
+        // buffer's place, so both vectors keep their capacity from poll to poll.
+        std::vector<publish_confirm> batch;
+        batch.swap(spare_reports_);
+        batch.swap(reports_);
+        for (auto& c : batch) on_confirm(std::move(c));
+        batch.clear();
+        if (batch.capacity() > spare_reports_.capacity()) spare_reports_.swap(batch);
         return true;
     }
 
@@ -720,7 +724,7 @@ private:
     std::map<std::string, std::unique_ptr<consumer>> consumers_;
     std::vector<ingest_spec> specs_;
     std::vector<publish_confirm> reports_;
-    std::vector<publish_confirm> handing_;  ///< reports being handed out (hand_reports)
+    std::vector<publish_confirm> spare_reports_;  ///< an empty buffer for reports_ (see hand_reports)
     inbound_message scratch_;  // each consumed record is read into it (see take)
     std::string last_checked_topic_;  // the last topic publish found valid
     std::string fanout_group_;

@@ -117,8 +117,21 @@ public:
         if (text.size() != text_size)
             return fail("expected " + std::to_string(text_size) +
                         " characters (8-4-4-4-12 hex digits), got " + std::to_string(text.size()));
-        // One pass without a branch per digit: a byte that is no hex digit sets the high bits of
-        // `bad`, and only then does the loop below look for the first problem to name it.
+        if (uuid u; parse_quietly(text, u)) return u;
+        // Only now look for the first problem, to name it.
+        for (std::size_t i = 0; i < text.size(); ++i) {
+            const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+            if (dash && text[i] != '-') return fail("expected '-' at offset " + std::to_string(i));
+            if (!dash && hex_digit_value(text[i]) > 15) return fail("invalid hex digit at offset " + std::to_string(i));
+        }
+        return fail("not a UUID");  // not reached: the loop above names the problem
+    }
+
+    /// The canonical text form (any hex case) into `out`, without an error message: false for
+    /// anything else. For hints on hot paths; `parse` says what is wrong.
+    static bool parse_quietly(std::string_view text, uuid& out) noexcept {
+        if (text.size() != text_size) return false;
+        // One pass without a branch per digit: a byte that is no hex digit sets the high bits of `bad`.
         static constexpr unsigned char digit_at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
                                                        19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
         std::uint64_t words[2] = {0, 0};
@@ -128,13 +141,9 @@ public:
             bad |= v;
             words[k / 16] = (words[k / 16] << 4) | (v & 0xF);
         }
-        if (bad < 16 && text[8] == '-' && text[13] == '-' && text[18] == '-' && text[23] == '-') return from_u64(words[0], words[1]);
-        for (std::size_t i = 0; i < text.size(); ++i) {
-            const bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-            if (dash && text[i] != '-') return fail("expected '-' at offset " + std::to_string(i));
-            if (!dash && hex_digit_value(text[i]) > 15) return fail("invalid hex digit at offset " + std::to_string(i));
-        }
-        return from_u64(words[0], words[1]);  // not reached: the loop above names the problem
+        if (bad >= 16 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return false;
+        out = from_u64(words[0], words[1]);
+        return true;
     }
 
     friend constexpr bool operator==(const uuid&, const uuid&) noexcept = default;

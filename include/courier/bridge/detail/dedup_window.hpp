@@ -49,18 +49,19 @@ public:
         ++count_;
         return true;
     }
-    /// Starts loading the slots that inserting `id` a few messages from now will touch: its own
-    /// and the one of the id it will evict. In a window of 100,000 ids the table is megabytes,
-    /// so each is a cache miss that otherwise stalls the insert (found in bridge.kafka's profile:
-    /// most of on_message's own time). Call it `lookahead` inserts early.
-    void prefetch(const uuid& id) const noexcept {
-        if (capacity_ <= lookahead) return;
+    /// Starts loading the slots that inserting `id`, `ahead` inserts from now, will touch: its
+    /// own and the one of the id it will evict. In a window of 100,000 ids the table is
+    /// megabytes, so each is a cache miss that otherwise stalls the insert (found in
+    /// bridge.kafka's profile: most of on_message's own time). `ahead` is at most `lookahead`.
+    void prefetch(const uuid& id, std::size_t ahead) const noexcept {
+        if (capacity_ <= lookahead || ahead > lookahead) return;
         seen_.prefetch(id);
         if (count_ == capacity_) {
-            const std::size_t at = head_ + lookahead < capacity_ ? head_ + lookahead : head_ + lookahead - capacity_;
+            const std::size_t at = head_ + ahead < capacity_ ? head_ + ahead : head_ + ahead - capacity_;
             seen_.prefetch(order_[at]);
         }
     }
+    /// How far ahead of its insert an id is worth prefetching (a delivery's work is microseconds).
     static constexpr std::size_t lookahead = 2;
 
     /// Forgets `id` (a message handed back to the broker for redelivery must not look like a duplicate).
