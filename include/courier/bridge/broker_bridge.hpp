@@ -404,13 +404,16 @@ public:
         core_->settled_here.clear();  // the I/O thread is gone
         transport_->close();
         core_->connected.store(false, std::memory_order_release);
-        // Hand back what could not be confirmed.
-        in_flight_.for_each([&](std::uint64_t, detail::in_flight_window::item& item) {
-            core_->dead_letter_accepted(item.msg, dead_letter_reason::shutdown,
-                                   "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before the broker confirmed it");
-        });
+        // Hand back what could not be confirmed: out of the in-flight count first (a flush
+        // returns once unsettled reaches zero, and stats then show nothing in flight).
+        std::vector<detail::outbound_item> unconfirmed;
+        unconfirmed.reserve(in_flight_.size());
+        in_flight_.for_each([&](std::uint64_t, detail::in_flight_window::item& item) { unconfirmed.push_back(std::move(item.msg)); });
         in_flight_.clear();
         core_->in_flight.store(0, std::memory_order_release);
+        for (const auto& msg : unconfirmed)
+            core_->dead_letter_accepted(msg, dead_letter_reason::shutdown,
+                                        "[courier.bridge.shutdown] bridge '" + core_->options.name + "' stopped before the broker confirmed it");
         core_->outbox.close();
         detail::outbound_item w;
         while (core_->outbox.try_pop(w) == queue_status::ok)
