@@ -11,6 +11,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <utility>
+#include <vector>
+
 using namespace std::chrono_literals;
 namespace br = courier::bridge;
 using conformance::item;
@@ -290,6 +296,67 @@ TEST_CASE("a message above the broker's size limit is dead-lettered, not sent", 
     CHECK(dls[0].reason == courier::dead_letter_reason::non_retryable);
     CHECK(dls[0].errors.front().error.find("[courier.bridge.too_large]") != std::string::npos);
     CHECK(bridge.stats().dead_lettered == 1);
+}
+
+namespace {
+// A broker that takes every publish and then refuses it in its confirm, except a message whose
+// payload says "never", which publish itself refuses as too large (the broker's own limit).
+class refusing_transport final : public br::transport {
+public:
+    const br::capabilities& caps() const noexcept override { return caps_; }
+    courier::result<void> connect(courier::duration) override { return {}; }
+    bool connected() const noexcept override { return true; }
+    void close() noexcept override {}
+    courier::result<void> publish(std::uint64_t sequence, const br::wire_message& m) override {
+        if (m.payload.find("never") != std::string::npos)
+            return courier::unexpected(courier::errc::limit_exceeded, "[test.too_large] the broker will never take it");
+        refused_.push_back(sequence);
+        return {};
+    }
+    courier::result<void> subscribe(const br::ingest_spec&) override { return {}; }
+    courier::result<void> poll(courier::duration max_wait, std::size_t, const std::function<void(br::publish_confirm)>& on_confirm,
+                               const std::function<void(br::inbound_message&&)>&) override {
+        if (refused_.empty()) {
+            std::this_thread::sleep_for(std::min<courier::duration>(max_wait, 1ms));
+            return {};
+        }
+        for (auto seq : std::exchange(refused_, {}))
+            on_confirm({seq, courier::unexpected(courier::errc::io_error, "[test.refused] no")});
+        return {};
+    }
+    courier::result<void> ack(const br::ingest_spec&, const br::delivery_tag&) override { return {}; }
+    courier::result<void> nack(const br::ingest_spec&, const br::delivery_tag&, bool) override { return {}; }
+
+private:
+    br::capabilities caps_ = br::loopback_options{}.caps;  // what a Redis-like log does
+    std::vector<std::uint64_t> refused_;
+};
+}  // namespace
+
+TEST_CASE("a message the broker never takes leaves the in-flight count before flush returns", "[bridge][outbox]") {
+    courier::runtime rt(courier::runtime_options{.threads = 1});
+    auto o = conformance::fast_options("refused");
+    o.max_publish_attempts = 3;
+    br::broker_bridge bridge(rt.bus(), std::make_unique<refusing_transport>(), o);
+    REQUIRE(bridge.forward("conformance.#", {.topic = "out"}));
+    rt.bus().publish(item{1, "", "refused in its confirm"});
+    rt.bus().publish(item{2, "", "never"});
+    REQUIRE(bridge.flush(10s));
+    const auto s = bridge.stats();
+    CHECK(s.in_flight == 0);
+    CHECK(s.outbox_depth == 0);
+    CHECK(s.confirmed == 0);
+    CHECK(s.dead_lettered == 2);
+    CHECK(s.publish_errors == 4);  // three refused confirms, one refused publish
+    auto dls = rt.bus().dead_letters().list();
+    REQUIRE(dls.size() == 2);
+    std::map<std::uint64_t, std::string> why;
+    for (auto& dl : dls) {
+        CHECK(dl.reason == courier::dead_letter_reason::non_retryable);
+        why[dl.message.data.at("n").get<std::uint64_t>()] = dl.errors.front().error;
+    }
+    CHECK(why[1].find("[courier.bridge.publish_refused] the broker refused it 3 times; last: [test.refused]") != std::string::npos);
+    CHECK(why[2].find("[test.too_large]") != std::string::npos);
 }
 
 TEST_CASE("a bridge that forwards and ingests one topic does not send its ingested events back", "[bridge][loop]") {

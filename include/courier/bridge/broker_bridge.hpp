@@ -506,11 +506,9 @@ private:
             core_->sleeping.store(false, std::memory_order_relaxed);
             settle_confirmed();
             // Deliveries are handled after poll returns, so acks never re-enter the transport.
+            constexpr std::size_t ahead = detail::dedup_window::lookahead;
+            for (std::size_t k = 0; k < ahead && k < inbound_count; ++k) prefetch_dedup(inbound[k], k);
             for (std::size_t i = 0; i < inbound_count; ++i) {
-                constexpr std::size_t ahead = detail::dedup_window::lookahead;
-                if (i == 0) {
-                    for (std::size_t k = 0; k < ahead && k < inbound_count; ++k) prefetch_dedup(inbound[k], k);
-                }
                 if (i + ahead < inbound_count) prefetch_dedup(inbound[i + ahead], ahead);
                 on_message(inbound[i]);
             }
@@ -599,10 +597,7 @@ private:
             // The broker will never take this one: hand it to the dead letters, keep going.
             core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
             --unsent_;
-            const detail::outbound_item msg = std::move(item.msg);
-            in_flight_.erase(seq);
-            settle_confirmed();  // the counts first: once unsettled drops, flush may return
-            core_->dead_letter_accepted(msg, dead_letter_reason::non_retryable, r.error().message);
+            dead_letter_in_flight(seq, r.error().message);
             return true;
         }
         lost(r.error());
@@ -622,17 +617,22 @@ private:
         core_->publish_errors.fetch_add(1, std::memory_order_relaxed);
         if (++it->attempts >= core_->options.max_publish_attempts) {
             if (!it->sent) --unsent_;
-            const auto attempts = it->attempts;
-            const detail::outbound_item msg = std::move(it->msg);
-            in_flight_.erase(c.sequence);
-            settle_confirmed();  // the counts first (with this poll's confirms so far): once unsettled drops, flush may return
-            core_->dead_letter_accepted(msg, dead_letter_reason::non_retryable,
-                                        "[courier.bridge.publish_refused] the broker refused it " + std::to_string(attempts) +
-                                            " times; last: " + c.outcome.error().message);
+            dead_letter_in_flight(c.sequence, "[courier.bridge.publish_refused] the broker refused it " +
+                                                  std::to_string(it->attempts) + " times; last: " + c.outcome.error().message);
             return;
         }
         if (it->sent) ++unsent_;
         it->sent = false;  // sent again by the next send_outbound
+    }
+
+    // Hands an in-flight message the broker will never take to the dead letters. Out of the
+    // window and the counts first (with this poll's confirms so far): once unsettled drops, a
+    // flush may return, and stats must not show it in flight then.
+    void dead_letter_in_flight(std::uint64_t seq, std::string reason) {
+        const detail::outbound_item msg = std::move(in_flight_.find(seq)->msg);
+        in_flight_.erase(seq);
+        settle_confirmed();
+        core_->dead_letter_accepted(msg, dead_letter_reason::non_retryable, std::move(reason));
     }
 
     // Publishes the confirms of one poll: one update of the shared counters per poll, not per

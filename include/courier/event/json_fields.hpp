@@ -58,25 +58,25 @@ template <class V>
 void append_json_value(std::string& out, const V& v) {
     if constexpr (std::is_same_v<V, bool>) {
         out += v ? "true" : "false";
+        return;
     } else if constexpr (std::is_integral_v<V> && sizeof(V) <= 8) {  // nlohmann narrows wider ones
         char buf[24];
         const auto r = std::to_chars(buf, buf + sizeof buf, v);
         out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-    } else if constexpr (std::is_same_v<V, std::string> || std::is_same_v<V, std::string_view>) {
-        // (Exactly these: a type that merely converts to a string may have a to_json of its own.)
-        const std::string_view s(v);
-        if (json_verbatim(s)) {
-            out += '"';
-            out += s;
-            out += '"';
-        } else {
-            out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        }
+        return;
     } else if constexpr (has_json_writer<V>) {
         V::courier_append_json(out, v);  // a nested COURIER_JSON_FIELDS type: no document either
-    } else {
-        out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        return;
+    } else if constexpr (std::is_same_v<V, std::string> || std::is_same_v<V, std::string_view>) {
+        // (Exactly these: a type that merely converts to a string may have a to_json of its own.)
+        if (json_verbatim(v)) {
+            out += '"';
+            out += v;
+            out += '"';
+            return;
+        }
     }
+    out += nlohmann::json(v).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 /// One field of a COURIER_JSON_FIELDS type: its name and how to append `"name":value`.

@@ -13,6 +13,7 @@
 #include <courier/core/uuid.hpp>
 #include <courier/event/detail/json_text.hpp>
 #include <courier/event/envelope_codec.hpp>
+#include <courier/event/json_fields.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -44,14 +45,6 @@ struct outbound_item {
     std::string_view destination() const noexcept { return topic != nullptr && !topic->empty() ? std::string_view(*topic) : event_type(); }
 };
 
-inline bool json_plain(std::string_view s) noexcept {
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) return false;
-    }
-    return true;
-}
-
 /// Encodes the message a handler sees into `out`: the same bytes as
 /// `encode(ctx.to_envelope())`, with the data serialized once (the bus caches it per message)
 /// and no envelope, header map or metadata strings built on the way.
@@ -71,7 +64,7 @@ inline void encode_outbound(outbound_item& out, const message_context& ctx) {
     s.reserve(232 + type.size() + (append_data ? 64 : data_text.size()) + ctx.producer().size() + ctx.trace_id().size() +
               ctx.correlation_id().size() + m.key().size());
     s += "{\"event_type\":";
-    if (json_plain(type)) {
+    if (courier::detail::json_verbatim(type)) {
         s += '"';
         out.type_offset = static_cast<std::uint32_t>(s.size());
         out.type_size = static_cast<std::uint32_t>(type.size());
