@@ -31,7 +31,9 @@ struct order_placed {
     static constexpr courier::event_name event_type{"order.placed.v1"};
     std::string id;
     double total = 0;
-    NLOHMANN_DEFINE_TYPE_INTRUSIVE(order_placed, id, total)
+    // nlohmann's to_json/from_json, plus a writer a bridge uses to put the event on the wire
+    // without building a JSON document (docs/events.md).
+    COURIER_JSON_FIELDS(order_placed, id, total)
 };
 
 // ---------------------------------------------------------------- the application's modules
