@@ -159,6 +159,44 @@ TEST_CASE("kafka: what courier produces is readable by a raw librdkafka consumer
     CHECK(c.messages[2].message.payload == "not an envelope");
 }
 
+TEST_CASE("kafka: a record whose value is courier's envelope is read without its headers", "[bridge][kafka]") {
+    using cb::detail::kafka_read_record;
+    int visits = 0;
+    auto headers = [&](auto&& visit) {
+        ++visits;
+        visit(std::string_view("courier-event-id"), std::string_view("from-header"));
+        visit(std::string_view("courier-key"), std::string_view("k-header"));
+        visit(std::string_view("tenant"), std::string_view("acme"));
+    };
+    const std::string envelope = R"({"event_type":"order.created.v1","event_id":"0194228e-b57b-7000-8000-000000000001","data":{}})";
+    auto in = kafka_read_record("orders", "", envelope, headers);
+    CHECK(visits == 0);  // librdkafka is never asked to parse them
+    CHECK(in.message.event_type == "order.created.v1");
+    CHECK(in.message.event_id == "0194228e-b57b-7000-8000-000000000001");
+    CHECK(in.message.headers.empty());
+    CHECK(in.message.key.empty());
+    CHECK(in.message.payload == envelope);
+
+    // Any other value: every header is read, and the courier-* ones fill their fields.
+    for (const std::string& other : {std::string(R"({"event_id":"x","event_type":"order.created.v1"})"),
+                                    std::string(R"({"event_type":"order.created.v1","data":{}})"),
+                                    std::string(R"({"event_type":"a\u0041","event_id":"x"})"), std::string("not json")}) {
+        visits = 0;
+        auto plain = kafka_read_record("orders", "", other, headers);
+        CHECK(visits == 1);
+        CHECK(plain.message.event_id == "from-header");
+        CHECK(plain.message.key == "k-header");
+        CHECK(plain.message.headers.size() == 3);
+    }
+
+    // The reused inbound_message of a transport: an envelope after a plain record drops its headers.
+    cb::inbound_message reused = kafka_read_record("orders", "", "not json", headers);
+    cb::detail::kafka_read_record_into(reused, "orders", "k1", envelope, headers);
+    CHECK(reused.message.headers.empty());
+    CHECK(reused.message.key == "k1");
+    CHECK(reused.message.event_id == "0194228e-b57b-7000-8000-000000000001");
+}
+
 TEST_CASE("kafka: commits cover only acked offsets, so a crashed consumer's unacked messages come back", "[bridge][kafka][redelivery]") {
     kafka_test::kafka_cluster cluster;
     const std::string topic = "stock.reserved.v1";

@@ -207,6 +207,68 @@ TEST_CASE("the one-pass data parser builds the document nlohmann's parser builds
     }
 }
 
+TEST_CASE("the plain-string reader, eight bytes at a time, finds what a byte-by-byte scan finds", "[bridge][wire]") {
+    // The reference: a quote ends the string; a backslash or a control character refuses it;
+    // high bytes must make valid UTF-8.
+    auto reference = [](std::string_view t, std::size_t i, std::string_view& out, std::size_t& end) {
+        if (i >= t.size() || t[i] != '"') return false;
+        const std::size_t start = ++i;
+        for (; i < t.size(); ++i) {
+            const auto c = static_cast<unsigned char>(t[i]);
+            if (c == '"') break;
+            if (c == '\\' || c < 0x20) return false;
+        }
+        if (i == t.size()) return false;
+        out = t.substr(start, i - start);
+        end = i + 1;
+        return br::detail::valid_utf8(out);
+    };
+    // Every special byte at every offset of strings of 0..40 plain bytes, with text after.
+    const std::string specials[] = {"\"", "\\", std::string(1, '\0'), "\x1f", "\x7f", "\xc3\xa9", "\xff", "\x80", " ", "~"};
+    int checked = 0;
+    for (std::size_t len = 0; len <= 40; ++len) {
+        for (std::size_t at = 0; at <= len; ++at) {
+            for (const auto& sp : specials) {
+                std::string body(len, 'a');
+                for (std::size_t k = 0; k < len; ++k) body[k] = static_cast<char>('a' + (k % 26));
+                body.insert(at, sp);
+                for (const std::string& tail : {std::string("\",\"x\":1}"), std::string(), std::string("\"")}) {
+                    const std::string text = "\"" + body + tail;
+                    std::string_view want, got;
+                    std::size_t want_end = 0, got_i = 0;
+                    const bool expected = reference(text, 0, want, want_end);
+                    const bool actual = br::detail::read_plain_json_string(text, got_i, got);
+                    INFO("text " << text);
+                    REQUIRE(actual == expected);
+                    if (expected) {
+                        CHECK(got == want);
+                        CHECK(got_i == want_end);
+                    }
+                    ++checked;
+                }
+            }
+        }
+    }
+    CHECK(checked > 25'000);
+}
+
+TEST_CASE("an envelope message frees flat and nested data alike", "[bridge][wire]") {
+    auto flat = nlohmann::json::parse(R"({"a":1,"b":"two","c":null,"d":2.5})");
+    courier::detail::envelope_message::clear_flat(flat);
+    CHECK(flat == nlohmann::json::object());
+    auto items = nlohmann::json::parse(R"([1,"x",true])");
+    courier::detail::envelope_message::clear_flat(items);
+    CHECK(items == nlohmann::json::array());
+    // A container inside: left whole (nlohmann's destructor unnests it without recursing).
+    const auto nested_text = R"({"a":1,"b":{"c":[1,2]}})";
+    auto nested = nlohmann::json::parse(nested_text);
+    courier::detail::envelope_message::clear_flat(nested);
+    CHECK(nested == nlohmann::json::parse(nested_text));
+    auto scalar = nlohmann::json(7);
+    courier::detail::envelope_message::clear_flat(scalar);
+    CHECK(scalar == 7);
+}
+
 TEST_CASE("the canonical envelope reader gives what decode gives, and steps aside for anything else", "[bridge][wire]") {
     const courier::decode_limits limits{};
     auto same = [&](const std::string& text) {

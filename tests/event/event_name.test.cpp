@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <random>
+#include <thread>
 #include <string>
 #include <unordered_set>
 
@@ -182,4 +183,39 @@ TEST_CASE("event_name hashes by text", "[event][event_name]") {
     const std::string text = "order.created.v1";
     CHECK(set.count(*event_name::parse(text)) == 1);
     CHECK(std::hash<event_name>{}(created) == std::hash<std::string_view>{}("order.created.v1"));
+}
+
+TEST_CASE("event_name::parse remembers the last valid name per thread without changing any verdict", "[event][event_name]") {
+    // The same name again (a stream of envelopes): the same parts, viewing the new text.
+    std::string a = "order.created.v1";
+    auto first = event_name::parse(a);
+    REQUIRE(first);
+    std::string again = a;
+    auto second = event_name::parse(again);
+    REQUIRE(second);
+    CHECK(second->str().data() == again.data());
+    CHECK(second->base() == "order.created");
+    CHECK(second->version() == 1);
+    // A name of the same length that differs: checked, never taken for the one remembered.
+    for (const char* other : {"order.created.v2", "order.Created.v1", "order.created.x1", "order.created.v0"}) {
+        INFO(other);
+        auto r = event_name::parse(other);
+        CHECK(r.has_value() == event_name::is_valid(other));
+        if (r) CHECK(r->version() == 2);
+        REQUIRE(event_name::parse(a));  // and remembered again
+    }
+    CHECK_FALSE(event_name::parse(""));
+    // Longer than the memo keeps (96 characters): still parsed, every time.
+    const std::string long_name = std::string(120, 'a') + ".created.v3";
+    for (int i = 0; i < 2; ++i) {
+        auto r = event_name::parse(long_name);
+        REQUIRE(r);
+        CHECK(r->version() == 3);
+        CHECK(r->base() == std::string(120, 'a') + ".created");
+    }
+    // Per thread: another thread checks its own names.
+    std::thread([] {
+        CHECK_FALSE(event_name::parse("order.created.V1"));
+        CHECK(event_name::parse("order.created.v1"));
+    }).join();
 }

@@ -348,7 +348,7 @@ public:
         auto* c = consumer_for(spec);
         if (c == nullptr)
             return unexpected(errc::not_found, "[courier.bridge.kafka.unknown_group] no consumer for group '" + spec.group + "'");
-        auto it = c->outstanding.find(partition_key{tag.id, tag.partition});
+        auto it = c->find_partition(tag.id, tag.partition);
         if (it == c->outstanding.end()) return {};  // revoked in a rebalance, or acked already: nothing to settle
         auto& part = it->second;
         auto off = part.find(static_cast<std::int64_t>(tag.number));
@@ -369,7 +369,7 @@ public:
         auto* c = consumer_for(spec);
         if (c == nullptr)
             return unexpected(errc::not_found, "[courier.bridge.kafka.unknown_group] no consumer for group '" + spec.group + "'");
-        auto it = c->outstanding.find(partition_key{tag.id, tag.partition});
+        auto it = c->find_partition(tag.id, tag.partition);
         if (it == c->outstanding.end()) return {};  // no longer ours: the new owner reads it again
         rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(list, tag.id.c_str(), tag.partition)->offset = static_cast<std::int64_t>(tag.number);
@@ -452,6 +452,22 @@ private:
         bool fanout = false;
         rd_kafka_queue_t* queue = nullptr;  ///< its consumer queue (for wake)
         std::map<std::pair<std::string, std::int32_t>, partition_state, partition_less> outstanding;
+        using partition_iterator = decltype(outstanding)::iterator;
+        /// The partition of (topic, partition), or outstanding.end(). The last one found is kept:
+        /// deliveries come in runs of one partition (a fetch) and acks follow them in that order,
+        /// so most look-ups compare one key instead of walking the tree.
+        partition_iterator find_partition(std::string_view topic, std::int32_t partition) {
+            if (last_found != outstanding.end() && last_found->first.second == partition && last_found->first.first == topic)
+                return last_found;
+            auto it = outstanding.find(partition_key{topic, partition});
+            if (it != outstanding.end()) last_found = it;
+            return it;
+        }
+        void erase_partition(partition_iterator it) {
+            if (it == last_found) last_found = outstanding.end();
+            outstanding.erase(it);
+        }
+        partition_iterator last_found = outstanding.end();
         std::size_t acked_since_commit = 0;
         std::chrono::steady_clock::time_point last_commit{};
         std::map<std::tuple<std::string, std::int32_t, std::int64_t>, std::uint32_t> redeliveries;
@@ -617,7 +633,7 @@ private:
         in.tag.id.assign(m.topic);
         in.tag.partition = msg->partition;
         in.tag.number = static_cast<std::uint64_t>(msg->offset);
-        auto part = c.outstanding.find(partition_key{m.topic, msg->partition});
+        auto part = c.find_partition(m.topic, msg->partition);
         if (part == c.outstanding.end()) part = c.outstanding.emplace(std::make_pair(m.topic, msg->partition), partition_state{}).first;
         part->second.delivered(msg->offset);
         if (!c.redeliveries.empty()) {
@@ -707,8 +723,8 @@ private:
             // Revoked: commit what is done, forget the rest (the next owner reads it again).
             self->commit(*c, true);
             for (int i = 0; i < parts->cnt; ++i) {
-                auto it = c->outstanding.find(partition_key{parts->elems[i].topic, parts->elems[i].partition});
-                if (it != c->outstanding.end()) c->outstanding.erase(it);
+                auto it = c->find_partition(parts->elems[i].topic, parts->elems[i].partition);
+                if (it != c->outstanding.end()) c->erase_partition(it);
             }
             rd_kafka_assign(rk, nullptr);
         }

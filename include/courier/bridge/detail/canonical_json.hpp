@@ -16,6 +16,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -40,6 +41,19 @@ inline bool read_plain_json_string(std::string_view t, std::size_t& i, std::stri
     if (i >= t.size() || t[i] != '"') return false;
     const std::size_t start = ++i;
     bool ascii = true;
+    // Eight bytes at a time while none is special (a quote, a backslash, a control character or
+    // a high byte): the names, ids and times of an envelope are mostly such runs. Each test
+    // below is the "has a zero byte" trick (no false negative; a false positive only stops the
+    // fast loop early, and the loop after it looks at every byte).
+    constexpr std::uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    while (t.size() - i >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, t.data() + i, 8);
+        const std::uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+        const std::uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (w - ones * 0x20) | w;
+        if ((special & highs) != 0) break;
+        i += 8;
+    }
     for (; i < t.size(); ++i) {
         const std::uint8_t k = kind[static_cast<unsigned char>(t[i])];
         if (COURIER_LIKELY(k == 0)) continue;
