@@ -514,6 +514,16 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 inline void check_wire_inbound(const courier::bridge::inbound_message& m) {
     for (const auto& limits : {courier::decode_limits{}, tight_limits()}) {
         auto e = courier::bridge::detail::from_wire(m.message, limits);
+        // As the bridge ingests it (data kept as checked text): the same verdict, and the text
+        // parses to the same data.
+        std::string data_text;
+        auto kept = courier::bridge::detail::from_wire(m.message, limits, &data_text);
+        COURIER_FUZZ_CHECK(kept.has_value() == e.has_value(), "keeping the data as text changed the verdict");
+        if (kept && !data_text.empty()) {
+            COURIER_FUZZ_CHECK(kept->data.is_null(), "data kept as text has a document too");
+            kept->data = courier::bridge::detail::parse_data_text(data_text);
+        }
+        COURIER_FUZZ_CHECK(!kept || courier::encode(*kept) == courier::encode(*e), "data kept as text parses to other data");
         if (!e) {
             check_error_message(e.error(), "[courier.envelope.");
             COURIER_FUZZ_CHECK(e.error() == courier::errc::malformed_envelope || is_limit_error(e.error()),

@@ -68,6 +68,23 @@ struct bridge_transfer {
     bool flush_a = false;  // flush A's outbox before closing (else B's acks)
 };
 
+/// Where undelivered messages stopped, for a failed run's error: each bridge's counters, and the
+/// receiving bus's dead letters (a subscriber that could not take the event).
+inline std::string lost_where(const courier::bridge::broker_bridge& a, const courier::bridge::broker_bridge& b,
+                              courier::event_bus& bus_b) {
+    const auto sa = a.stats();
+    const auto sb = b.stats();
+    std::string s = " (bridge a: forwarded " + std::to_string(sa.forwarded) + ", confirmed " + std::to_string(sa.confirmed) +
+                    ", outbox " + std::to_string(sa.outbox_depth) + ", dropped " + std::to_string(sa.dropped) +
+                    ", publish errors " + std::to_string(sa.publish_errors) + "; bridge b: ingested " +
+                    std::to_string(sb.ingested) + ", duplicates " + std::to_string(sb.duplicates) + ", dead-lettered " +
+                    std::to_string(sb.dead_lettered) + ", acked " + std::to_string(sb.acked) + "; bus b dead letters " +
+                    std::to_string(bus_b.dead_letters().size());
+    if (const auto dl = bus_b.dead_letters().list(); !dl.empty() && !dl.back().errors.empty())
+        s += ", the last: " + dl.back().errors.back().error;
+    return s + ")";
+}
+
 /// The courier impl of a bridge.* transfer: `p.messages` Msg{seq, sent_ns} published by one
 /// thread on bus A, forwarded through the broker by bridge A, ingested by bridge B and handled
 /// inline in B's I/O thread (as the raw consumer), which counts, checksums and times each.
@@ -134,7 +151,8 @@ run_result courier_transfer_through(const run_params& p, const bridge_transfer& 
         }
         r.messages = received.load(std::memory_order_acquire);
         r.elapsed = std::chrono::nanoseconds(last_ns.load() - start);
-        if (r.messages != n) r.error = "sent " + std::to_string(n) + ", delivered " + std::to_string(r.messages);
+        if (r.messages != n)
+            r.error = "sent " + std::to_string(n) + ", delivered " + std::to_string(r.messages) + lost_where(a, b, rt_b.bus());
         else if (checksum.load() != n * (n - 1) / 2) r.error = "checksum mismatch (a message lost or duplicated)";
         const auto sa = a.stats();
         const auto sb = b.stats();

@@ -4,6 +4,7 @@
 // document nlohmann's parser gives (or steps aside); the in-flight window and the UUID
 // map behave as the map and set they replaced, including out-of-order erases and collisions.
 #include "bridge/conformance.hpp"
+#include "wait.hpp"
 
 #include <courier/bridge/broker_bridge.hpp>
 #include <courier/bridge/detail/canonical_json.hpp>
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <map>
+#include <mutex>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -42,6 +44,14 @@ struct shipped_event {
     std::string carrier;
     std::vector<std::string> parcels;
     COURIER_JSON_FIELDS(shipped_event, seq, delta, tracked, weight, carrier, parcels)
+};
+
+// Short data: an ingested envelope keeps its text in the message itself.
+struct tick_event {
+    static constexpr courier::event_name event_type{"conformance.item.ticked.v1"};
+    std::uint64_t n = 0;
+    std::string label;
+    COURIER_JSON_FIELDS(tick_event, n, label)
 };
 
 // Every message the bus delivers to a pattern subscriber: the fast encoding and the reference.
@@ -156,11 +166,23 @@ static bool same_document(const nlohmann::json& a, const nlohmann::json& b) {
 }
 
 TEST_CASE("the one-pass data parser builds the document nlohmann's parser builds, or steps aside", "[bridge][wire]") {
-    auto parses_as_library = [](const std::string& text) {
+    // The check without a document says yes exactly where the parser does, and ends where it ends.
+    auto checks_as_parser = [](const std::string& text) {
+        INFO(text);
+        nlohmann::json doc;
+        std::size_t parsed_at = 0, parsed_depth = 0, checked_at = 0, checked_depth = 0;
+        const bool parsed = br::detail::canonical_json::parse_prefix(text, parsed_at, doc, parsed_depth);
+        CHECK(br::detail::canonical_json::check_prefix(text, checked_at, checked_depth) == parsed);
+        CHECK(checked_at == parsed_at);
+        CHECK(checked_depth == (parsed ? parsed_depth : 0));
+        return parsed && parsed_at == text.size();
+    };
+    auto parses_as_library = [&](const std::string& text) {
         INFO(text);
         nlohmann::json fast;
         REQUIRE(br::detail::canonical_json::parse(text, fast));
         CHECK(same_document(fast, nlohmann::json::parse(text)));
+        CHECK(checks_as_parser(text));
     };
     const std::vector<std::string> accepted = {
         R"({"seq":1,"sent_ns":1732971234567890123})",
@@ -193,6 +215,7 @@ TEST_CASE("the one-pass data parser builds the document nlohmann's parser builds
         nlohmann::json fast;
         CHECK_FALSE(br::detail::canonical_json::parse(text, fast));
         CHECK_NOTHROW(nlohmann::json::parse(text));
+        (void)checks_as_parser(text);
     }
     // Not JSON: refused here and by the library.
     const std::vector<std::string> invalid = {
@@ -204,6 +227,7 @@ TEST_CASE("the one-pass data parser builds the document nlohmann's parser builds
         nlohmann::json fast;
         CHECK_FALSE(br::detail::canonical_json::parse(text, fast));
         CHECK_THROWS(nlohmann::json::parse(text));
+        CHECK_FALSE(checks_as_parser(text));
     }
 }
 
@@ -278,6 +302,19 @@ TEST_CASE("the canonical envelope reader gives what decode gives, and steps asid
         REQUIRE(fast.has_value() == slow.has_value());
         if (fast) CHECK(*fast == *slow);
         else CHECK(fast.error().message == slow.error().message);
+        // Keeping the data as text: the same verdict, and the text parses to the same data.
+        std::string data_text = "left from an earlier message";
+        auto kept = br::detail::decode_envelope(text, limits, &data_text);
+        REQUIRE(kept.has_value() == slow.has_value());
+        if (!kept) {
+            CHECK(kept.error().message == slow.error().message);
+            return;
+        }
+        if (!data_text.empty()) {
+            CHECK(kept->data.is_null());
+            kept->data = br::detail::parse_data_text(data_text);
+        }
+        CHECK(*kept == *slow);
     };
     auto env = conformance::make_item(7, "k-7", courier::system_clock::instance().now());
     env.metadata = {"svc", "trace", "corr", "0190a0e4-8a34-7cc1-9c7e-3b9d1a0e2f11"};
@@ -287,6 +324,11 @@ TEST_CASE("the canonical envelope reader gives what decode gives, and steps asid
     REQUIRE(direct);  // the layout encode writes is read without the document parser
     CHECK(*direct == env);
     same(canonical);
+    std::string data_text;
+    courier::envelope kept;
+    REQUIRE(br::detail::canonical_reader::read_into(canonical, limits, kept, &data_text));
+    CHECK(data_text == env.data.dump());  // kept as it came, checked but not parsed
+    CHECK(kept.data.is_null());
 
     auto bare = conformance::make_item(8, "", courier::system_clock::instance().now());
     REQUIRE(br::detail::canonical_reader::read(courier::encode(bare), limits));
@@ -409,5 +451,97 @@ TEST_CASE("the UUID map keeps every key through collisions, growth and backward-
     for (auto& [k, v] : reference) {
         REQUIRE(m.find(k) != nullptr);
         CHECK(*m.find(k) == v);
+    }
+}
+
+TEST_CASE("an ingested event's data stays text until a reader needs its document", "[bridge][wire]") {
+    courier::runtime rt(courier::runtime_options{.threads = 2});
+    auto publish_text = [&](const std::string& data_text) {
+        courier::envelope env;
+        env.event_type = std::string(shipped_event::event_type.str());
+        env.event_id = courier::make_uuid_v7(courier::system_clock::instance().now());
+        env.version = 1;
+        return courier::detail::envelope_text_publisher::publish(rt.bus(), std::move(env), data_text,
+                                                                 &br::detail::parse_data_text, nullptr);
+    };
+    const std::string text = R"({"carrier":"ups","delta":-4,"parcels":["p-1"],"seq":9,"tracked":false,"weight":0.5})";
+    courier::subscription_options inl;
+    inl.mode = courier::delivery_mode::inline_call;
+
+    SECTION("a typed subscriber reads the event from the text; no document is made") {
+        std::vector<shipped_event> got;
+        bool document_made = true;
+        auto sub = rt.bus().subscribe<shipped_event>(
+            [&](const shipped_event& e, const courier::message_context& ctx) {
+                got.push_back(e);
+                CHECK(ctx.message().data_text() == text);
+                document_made = !static_cast<const courier::detail::envelope_message&>(ctx.message()).env.data.is_null();
+            },
+            inl);
+        REQUIRE(publish_text(text));
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].seq == 9);
+        CHECK(got[0].delta == -4);
+        CHECK_FALSE(got[0].tracked);
+        CHECK(got[0].weight == 0.5);  // a field the reader hands to nlohmann
+        CHECK(got[0].carrier == "ups");
+        CHECK(got[0].parcels == std::vector<std::string>{"p-1"});
+        CHECK_FALSE(document_made);
+    }
+    SECTION("short data is kept in the message, long data beside it: both read alike") {
+        std::vector<tick_event> got;
+        std::vector<nlohmann::json> documents;
+        auto typed = rt.bus().subscribe<tick_event>([&](const tick_event& e) { got.push_back(e); }, inl);
+        auto all = rt.bus().subscribe("conformance.item.ticked.v1",
+                                      [&](const courier::message_context& ctx) { documents.push_back(ctx.data()); }, inl);
+        for (const std::size_t length : {0, 45, 46, 47, 200}) {  // {"label":"","n":7} is 18 bytes: 64 (kept inline) at 46
+            courier::envelope env;
+            env.event_type = std::string(tick_event::event_type.str());
+            env.event_id = courier::make_uuid_v7(courier::system_clock::instance().now());
+            env.version = 1;
+            const std::string data = R"({"label":")" + std::string(length, 'x') + R"(","n":7})";
+            REQUIRE(courier::detail::envelope_text_publisher::publish(rt.bus(), std::move(env), data,
+                                                                      &br::detail::parse_data_text, nullptr));
+            REQUIRE(got.size() == documents.size());
+            CHECK(got.back().label == std::string(length, 'x'));
+            CHECK(got.back().n == 7);
+            CHECK(documents.back() == nlohmann::json::parse(data));
+        }
+    }
+    SECTION("text the reader leaves to nlohmann, and text that does not convert, as from a document") {
+        std::vector<shipped_event> got;
+        auto sub = rt.bus().subscribe<shipped_event>([&](const shipped_event& e) { got.push_back(e); }, inl);
+        REQUIRE(publish_text(R"({"carrier":"caf\u00e9","delta":1,"parcels":[],"seq":1,"tracked":true,"weight":1})"));
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].carrier == "caf\xc3\xa9");
+        // No `seq`: the subscriber's decode error, dead-lettered as for any envelope.
+        const auto before = rt.bus().dead_letters().size();
+        REQUIRE(publish_text(R"({"carrier":"x","delta":1,"parcels":[],"tracked":true,"weight":1})"));
+        CHECK(got.size() == 1);
+        REQUIRE(rt.bus().dead_letters().size() == before + 1);
+        const auto dl = rt.bus().dead_letters().list().back();
+        REQUIRE_FALSE(dl.errors.empty());
+        CHECK(dl.errors.back().error.find("seq") != std::string::npos);
+        CHECK(dl.message.data == nlohmann::json::parse(R"({"carrier":"x","delta":1,"parcels":[],"tracked":true,"weight":1})"));
+    }
+    SECTION("readers that need the document get it, made once, on whichever thread asks first") {
+        std::mutex mutex;
+        std::vector<const nlohmann::json*> seen;
+        std::atomic<int> done{0};
+        std::vector<courier::subscription> subs;
+        for (int i = 0; i < 4; ++i) {  // queued: on the runtime's two workers, concurrently
+            subs.push_back(rt.bus().subscribe("conformance.item.#", [&](const courier::message_context& ctx) {
+                const auto& data = ctx.data();
+                CHECK(data == nlohmann::json::parse(text));
+                {
+                    std::lock_guard lock(mutex);
+                    seen.push_back(&data);
+                }
+                done.fetch_add(1);
+            }));
+        }
+        for (int round = 0; round < 50; ++round) REQUIRE(publish_text(text));
+        REQUIRE(courier_test::wait_until([&] { return done.load() == 4 * 50; }));
+        CHECK(seen.size() == 200);
     }
 }

@@ -1,6 +1,7 @@
-// Tests for courier/event/json_fields.hpp: COURIER_JSON_FIELDS gives nlohmann's conversions
-// and a writer whose text is, byte for byte, what nlohmann's dump() gives, for every kind of
-// field (the ones it writes itself and the ones it hands to nlohmann).
+// Tests for courier/event/json_fields.hpp: COURIER_JSON_FIELDS gives nlohmann's conversions,
+// a writer whose text is, byte for byte, what nlohmann's dump() gives, for every kind of field
+// (the ones it writes itself and the ones it hands to nlohmann), and a reader that gives what
+// nlohmann's from_json gives or leaves the text to it.
 #include <courier/event/envelope_codec.hpp>
 #include <courier/event/event_traits.hpp>
 #include <courier/event/json_fields.hpp>
@@ -9,9 +10,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -165,4 +169,142 @@ TEST_CASE("a COURIER_JSON_FIELDS event is a typed event; the writer is detectabl
     std::string data;
     order_placed::courier_append_json(data, order_placed{});
     CHECK(env.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) == data);
+}
+
+namespace fields_test {
+
+struct reading {
+    std::uint64_t seq = 0;
+    std::int32_t small = 0;
+    std::uint8_t tiny = 0;
+    bool flag = false;
+    std::string name;
+    address at;
+    double ratio = 0;
+    std::vector<int> list;
+    COURIER_JSON_FIELDS(reading, seq, small, tiny, flag, name, at, ratio, list)
+    bool operator==(const reading& o) const {
+        return seq == o.seq && small == o.small && tiny == o.tiny && flag == o.flag && name == o.name && at.city == o.at.city &&
+               at.zip == o.at.zip && ratio == o.ratio && list == o.list;
+    }
+};
+
+// nlohmann's answer for `text`: the value, or nothing when from_json throws.
+template <class T>
+std::optional<T> nlohmann_value(const std::string& text) {
+    try {
+        return nlohmann::json::parse(text).get<T>();
+    } catch (const nlohmann::json::exception&) {
+        return std::nullopt;
+    }
+}
+
+}  // namespace fields_test
+
+TEST_CASE("the COURIER_JSON_FIELDS reader gives what nlohmann's from_json gives, or steps aside", "[event][json_fields]") {
+    using fields_test::reading;
+    STATIC_REQUIRE(courier::has_json_reader<order_placed>);
+    STATIC_REQUIRE(courier::has_json_reader<reading>);
+    STATIC_REQUIRE_FALSE(courier::has_json_reader<fields_test::parcel>);  // its reader is its base's
+    STATIC_REQUIRE_FALSE(courier::has_json_reader<fields_test::legacy>);
+
+    auto read = [](const std::string& text) {
+        reading r;
+        return courier::detail::read_json_fields(text, r) ? std::optional<reading>(r) : std::nullopt;
+    };
+    SECTION("what the writer wrote reads back, the fields the reader hands to nlohmann included") {
+        order_placed e;
+        e.note = "plain";
+        e.ship_to.city = "Bern";
+        std::string text;
+        order_placed::courier_append_json(text, e);
+        order_placed back;
+        back.ship_to.zip = 0;
+        REQUIRE(courier::detail::read_json_fields(text, back));
+        const auto want = nlohmann::json::parse(text).get<order_placed>();
+        CHECK(nlohmann::json(back) == nlohmann::json(want));
+    }
+    SECTION("cases one by one") {
+        const std::string rest = R"("small":-7,"tiny":3,"flag":true,"name":"n","at":{"city":"c","zip":1},"ratio":0.5,"list":[1,2])";
+        const auto ok = read(R"({"seq":42,)" + rest + "}");
+        REQUIRE(ok);
+        CHECK(ok == fields_test::nlohmann_value<reading>(R"({"seq":42,)" + rest + "}"));
+        CHECK(ok->seq == 42);
+        CHECK(ok->small == -7);
+        CHECK(ok->list == std::vector<int>{1, 2});
+        // Each of these reads, and reads as nlohmann does.
+        for (const std::string& text : {
+                 R"({"seq":1,"seq":2,)" + rest + "}",                                        // a repeated name: the last wins
+                 R"({"seq":-1,)" + rest + "}",                                               // negative into unsigned: nlohmann's cast
+                 R"({"seq":18446744073709551615,)" + rest + "}",                             // the largest uint64
+                 R"({"seq":-9223372036854775808,)" + rest + "}",                             // the smallest int64
+                 R"({"seq":0,"unknown":{"a":[1,{"b":"}]\"x"}],"c":null},)" + rest + "}",     // unknown members are skipped
+                 "{" + rest + R"(,"seq":9})",                                                // any order
+                 R"({"seq":5,)" + rest.substr(0, rest.find("\"tiny\"")) + R"("tiny":300,)" + rest.substr(rest.find("\"flag\"")) + "}",
+             }) {
+            INFO(text);
+            const auto got = read(text);
+            REQUIRE(got);
+            CHECK(got == fields_test::nlohmann_value<reading>(text));
+        }
+        // These it leaves to nlohmann (which reads some and refuses others).
+        for (const std::string& text : {
+                 "{" + rest + "}",                                                            // a field missing
+                 R"({"seq":1.0,)" + rest + "}",                                               // a fraction
+                 R"({"seq":1e2,)" + rest + "}",                                               // an exponent
+                 R"({"seq":123456789012345678901,)" + rest + "}",                             // more digits than a uint64 holds
+                 R"({"seq":18446744073709551616,)" + rest + "}",                              // one past the largest uint64
+                 R"({"seq":-9223372036854775809,)" + rest + "}",                              // one below the smallest int64
+                 R"({"seq":"1",)" + rest + "}",                                               // a string for a number
+                 R"({"seq":true,)" + rest + "}",                                              // a boolean for a number
+                 R"({"seq":1,)" + rest.substr(0, rest.find("\"name\"")) + R"("name":"a\"b",)" + rest.substr(rest.find("\"at\"")) + "}",
+                 R"({"seq":1,)" + rest.substr(0, rest.find("\"name\"")) + "\"name\":\"caf\xc3\xa9\"," + rest.substr(rest.find("\"at\"")) + "}",
+                 R"({"seq":1,)" + rest.substr(0, rest.find("\"flag\"")) + R"("flag":1,)" + rest.substr(rest.find("\"name\"")) + "}",
+                 R"({"seq":1,)" + rest + "}x",                                                // something after it
+                 std::string(R"([1,2])"),                                                     // not an object
+                 R"({"seq":1,)" + rest.substr(0, rest.find("\"ratio\"")) + R"("ratio":"x",)" + rest.substr(rest.find("\"list\"")) + "}",
+             }) {
+            INFO(text);
+            CHECK_FALSE(read(text));
+        }
+    }
+    SECTION("random objects: whenever it reads, it reads what nlohmann reads") {
+        std::mt19937 rng(7);
+        const std::vector<std::string> ints{"0", "1", "-1", "300", "-300", "18446744073709551615", "9223372036854775808",
+                                            "-9223372036854775808", "-9223372036854775809", "12345678901234567890", "1.5",
+                                            "1e3", "true", "\"7\"", "null"};
+        const std::vector<std::string> strs{"\"\"", "\"abc\"", "\"a\\\"b\"", "\"\\u00e9\"", "\"caf\xc3\xa9\"", "1", "null"};
+        const std::vector<std::string> bools{"true", "false", "1", "null"};
+        const std::vector<std::string> ats{R"({"city":"x","zip":2})", R"({"zip":3,"city":"y","zip":4})", R"({"city":"x"})",
+                                           R"({"city":"x","zip":"2"})", "[]"};
+        const std::vector<std::string> ratios{"1.5", "2", "-0", "\"x\""};
+        const std::vector<std::string> lists{"[]", "[1,2]", "[1,\"a\"]", "{}"};
+        auto pick = [&](const std::vector<std::string>& v, std::size_t good) {
+            return v[rng() % 5 != 0 ? rng() % good : rng() % v.size()];
+        };
+        std::size_t agreed = 0, stepped_aside = 0;
+        for (int round = 0; round < 20000; ++round) {
+            std::vector<std::pair<std::string, std::string>> m{{"seq", pick(ints, 10)},   {"small", pick(ints, 10)},
+                                                               {"tiny", pick(ints, 10)},  {"flag", pick(bools, 2)},
+                                                               {"name", pick(strs, 2)},   {"at", pick(ats, 2)},
+                                                               {"ratio", pick(ratios, 3)}, {"list", pick(lists, 2)}};
+            if (rng() % 4 == 0) m.emplace_back("extra", R"({"a":[1,2,{"b":"}"}]})");
+            if (rng() % 4 == 0) m.push_back(m[rng() % m.size()]);
+            if (rng() % 8 == 0) m.erase(m.begin() + static_cast<std::ptrdiff_t>(rng() % m.size()));
+            std::shuffle(m.begin(), m.end(), rng);
+            std::string text = "{";
+            for (std::size_t i = 0; i < m.size(); ++i) text += (i ? ",\"" : "\"") + m[i].first + "\":" + m[i].second;
+            text += "}";
+            const auto got = read(text);
+            if (!got) {
+                ++stepped_aside;
+                continue;
+            }
+            INFO(text);
+            REQUIRE(got == fields_test::nlohmann_value<reading>(text));
+            ++agreed;
+        }
+        CHECK(agreed > 1000);  // both outcomes are exercised
+        CHECK(stepped_aside > 1000);
+    }
 }

@@ -501,7 +501,7 @@ private:
                 [this](publish_confirm c) { on_confirm(std::move(c)); },
                 [&](inbound_message&& m) {
                     if (inbound_count == inbound.size()) inbound.emplace_back();
-                    std::swap(inbound[inbound_count++], m);
+                    swap(inbound[inbound_count++], m);  // inbound_message's own: strings swapped, not moved thrice
                 });
             core_->sleeping.store(false, std::memory_order_relaxed);
             settle_confirmed();
@@ -677,7 +677,9 @@ private:
     void on_message(inbound_message& m) {
         const std::size_t route = route_of(m);
         const ingest_spec& spec = spec_of(route);
-        auto env = detail::from_wire(m.message, core_->options.limits);
+        // The data stays text when it is in the canonical form: a typed subscriber reads the
+        // event from it, and the document is made only if someone asks for one.
+        auto env = detail::from_wire(m.message, core_->options.limits, &data_text_);
         if (!env) {
             dead_letter_in(m, spec, env.error().message);
             core_->settle(route, std::move(m.tag));
@@ -705,7 +707,8 @@ private:
             entry->tag = std::move(m.tag);
         }
         const detail::ingesting_event previous = std::exchange(detail::ingesting(), detail::ingesting_event{core_.get(), id});
-        result<publish_result> r = bus_.publish(std::move(*env), [core = core_, id]() { core->settle(0, {}, id); });
+        result<publish_result> r = courier::detail::envelope_text_publisher::publish(
+            bus_, std::move(*env), data_text_, &detail::parse_data_text, [core = core_, id]() { core->settle(0, {}, id); });
         detail::ingesting() = previous;
         if (!r || r->closed) {
             // Not taken by the bus (the callback will not run): the delivery is ours again.
@@ -783,6 +786,7 @@ private:
     std::atomic<std::size_t> route_count_{0};             // routes_.size(), read without the lock
     std::vector<const route_state*> io_routes_;           // the I/O thread's only
     std::vector<detail::settled_delivery> acks_;          // the I/O thread's only (send_acks)
+    std::string data_text_;                               // the I/O thread's only (on_message)
     std::atomic<std::size_t> subscribed_{0};
     std::string last_error_;                              // guarded by mutex_
     bool stopped_ = false;                                // guarded by mutex_

@@ -53,6 +53,17 @@ struct wire_message {
     std::string event_type;
     std::string payload;
     std::vector<std::pair<std::string, std::string>> headers;
+
+    // Member by member, with each string's own swap (std::swap would make three moves of all
+    // of them): the bridge's I/O thread swaps every delivery into its batch.
+    friend void swap(wire_message& a, wire_message& b) noexcept {
+        a.topic.swap(b.topic);
+        a.key.swap(b.key);
+        a.event_id.swap(b.event_id);
+        a.event_type.swap(b.event_type);
+        a.payload.swap(b.payload);
+        a.headers.swap(b.headers);
+    }
 };
 
 /// Identifies one inbound message to the adapter that delivered it, for ack/nack.
@@ -61,6 +72,12 @@ struct delivery_tag {
     std::string id;
     std::uint64_t number = 0;
     std::int32_t partition = -1;
+
+    friend void swap(delivery_tag& a, delivery_tag& b) noexcept {
+        a.id.swap(b.id);
+        std::swap(a.number, b.number);
+        std::swap(a.partition, b.partition);
+    }
 };
 
 /// One message the broker delivered.
@@ -68,6 +85,12 @@ struct inbound_message {
     wire_message message;            ///< raw payload kept as received (a poison message is dead-lettered with it)
     delivery_tag tag;
     std::uint32_t delivery_count = 1; ///< > 1 when the broker redelivers (Redis PEL, AMQP redelivered flag)
+
+    friend void swap(inbound_message& a, inbound_message& b) noexcept {
+        swap(a.message, b.message);
+        swap(a.tag, b.tag);
+        std::swap(a.delivery_count, b.delivery_count);
+    }
 };
 
 /// What `ingest` subscribes to on the broker side.

@@ -77,6 +77,7 @@ inline publish_result make_publish_result(std::uint32_t deliveries, std::uint32_
     std::memcpy(static_cast<void*>(&r), &raw, sizeof r);
     return r;
 }
+struct envelope_text_publisher;
 }  // namespace detail
 
 /// Options of a bus.
@@ -213,7 +214,10 @@ public:
 private:
     // By reference: the message is built from the caller's envelope with one move (an envelope
     // is nine members; a bridge ingests one per delivery).
-    result<publish_result> publish_envelope(envelope&& env, std::function<void()>&& on_settled) {
+    // `data_text` (with `parser`): the data as checked JSON text, env.data ignored (see
+    // detail::envelope_text_publisher).
+    result<publish_result> publish_envelope(envelope&& env, std::function<void()>&& on_settled, std::string_view data_text = {},
+                                            detail::data_text_parser parser = nullptr) {
         auto name = event_name::parse(env.event_type);
         if (!name) return unexpected(name.error());
         if (env.version != name->version()) {
@@ -223,7 +227,7 @@ private:
         }
         if (core_->closed.load(std::memory_order_acquire)) return publish_result{0, 0, true};
         if (env.timestamp == time_point{}) env.timestamp = core_->services.clock.now();
-        auto* m = new detail::envelope_message(std::move(env));
+        auto* m = new detail::envelope_message(std::move(env), data_text, parser);
         m->heap = true;
         m->on_settled = std::move(on_settled);
         inherit_context(*m);
@@ -408,6 +412,7 @@ public:
 
 private:
     friend class subscription;
+    friend struct detail::envelope_text_publisher;
 
     static std::uint64_t next_uid() {
         static std::atomic<std::uint64_t> n{0};
@@ -425,7 +430,7 @@ private:
     T convert(const detail::message_base& m) {
         try {
             const std::string_view want = event_type_of<T>().str();
-            if (m.event_type() == want) return m.data_json().template get<T>();
+            if (m.event_type() == want) return detail::read_data_as<T>(m);
             auto up = core_->upcasters.upcast(m.to_envelope(core_->services.producer), event_type_of<T>().version());
             if (!up) throw detail::decode_failure(up.error().message);
             return up->data.template get<T>();
@@ -759,6 +764,18 @@ private:
     alignas(cache_line_size) std::atomic<std::uint64_t> version_{0};
     std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
+
+namespace detail {
+/// For a bridge's ingest: publish(envelope, on_settled) for an envelope whose data is still the
+/// JSON text the broker delivered, checked by the bridge. Typed subscribers read the text (see
+/// data_as); the document is made by `parser` only if a reader asks for it.
+struct envelope_text_publisher {
+    static result<publish_result> publish(event_bus& bus, envelope&& env, std::string_view data_text, data_text_parser parser,
+                                          std::function<void()>&& on_settled) {
+        return bus.publish_envelope(std::move(env), std::move(on_settled), data_text, parser);
+    }
+};
+}  // namespace detail
 
 COURIER_END_NAMESPACE
 

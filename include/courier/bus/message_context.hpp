@@ -72,7 +72,7 @@ public:
     template <class T>
     T as() const {
         if (auto p = get_if<T>()) return *p;
-        return data().template get<T>();
+        return detail::read_data_as<T>(*msg_);
     }
     /// The full envelope (serializes the data if it was not yet).
     envelope to_envelope() const { return msg_->to_envelope(default_producer_); }

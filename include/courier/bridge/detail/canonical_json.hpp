@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -43,15 +44,20 @@ inline bool read_plain_json_string(std::string_view t, std::size_t& i, std::stri
     bool ascii = true;
     // Eight bytes at a time while none is special (a quote, a backslash, a control character or
     // a high byte): the names, ids and times of an envelope are mostly such runs. Each test
-    // below is the "has a zero byte" trick (no false negative; a false positive only stops the
-    // fast loop early, and the loop after it looks at every byte).
+    // below is the "has a zero byte" trick: no false negative, and its lowest flagged byte is
+    // exact (a borrow only runs upwards), so the loop after it starts at the first special
+    // byte - for a short string, its closing quote.
     constexpr std::uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     while (t.size() - i >= 8) {
         std::uint64_t w;
         std::memcpy(&w, t.data() + i, 8);
         const std::uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-        const std::uint64_t special = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (w - ones * 0x20) | w;
-        if ((special & highs) != 0) break;
+        const std::uint64_t special =
+            (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (w - ones * 0x20) | w) & highs;
+        if (special != 0) {
+            if constexpr (std::endian::native == std::endian::little) i += static_cast<std::size_t>(std::countr_zero(special)) / 8;
+            break;
+        }
         i += 8;
     }
     for (; i < t.size(); ++i) {
@@ -79,12 +85,12 @@ public:
     /// `out` is its document, `pos` is past it and `depth` its nesting (1 for an object or array
     /// of scalars, 0 for a scalar). On false `pos` is unchanged and `out` must be replaced.
     static bool parse_prefix(std::string_view text, std::size_t& pos, nlohmann::json& out, std::size_t& depth) {
-        canonical_json p(text);
-        p.i_ = pos;
-        if (!p.value(out, 0)) return false;
-        pos = p.i_;
-        depth = p.deepest_;
-        return true;
+        return run<true>(text, pos, &out, depth);
+    }
+    /// As parse_prefix without the document: true exactly when parse_prefix would be (so that
+    /// the text can be kept and parsed later, by `parse`, which then cannot fail but for memory).
+    static bool check_prefix(std::string_view text, std::size_t& pos, std::size_t& depth) {
+        return run<false>(text, pos, nullptr, depth);
     }
 
 private:
@@ -96,56 +102,80 @@ private:
 
     explicit canonical_json(std::string_view t) noexcept : t_(t) {}
 
-    bool value(nlohmann::json& out, std::size_t depth) {
+    // Build: the document goes to *out; otherwise the text is only checked (out is null).
+    template <bool Build>
+    static bool run(std::string_view text, std::size_t& pos, nlohmann::json* out, std::size_t& depth) {
+        canonical_json p(text);
+        p.i_ = pos;
+        if (!p.value<Build>(out, 0)) return false;
+        pos = p.i_;
+        depth = p.deepest_;
+        return true;
+    }
+
+    template <bool Build>
+    bool value(nlohmann::json* out, std::size_t depth) {
         if (i_ >= t_.size()) return false;
         if ((t_[i_] == '{' || t_[i_] == '[') && depth + 1 > deepest_) deepest_ = depth + 1;
         switch (t_[i_]) {
-        case '{': return depth < max_depth && object(out, depth + 1);
-        case '[': return depth < max_depth && array(out, depth + 1);
+        case '{': return depth < max_depth && object<Build>(out, depth + 1);
+        case '[': return depth < max_depth && array<Build>(out, depth + 1);
         case '"': {
             std::string_view s;
             if (!str(s)) return false;
-            out = std::string(s);
+            if constexpr (Build) *out = std::string(s);
             return true;
         }
-        case 't': return word("true") && (out = true, true);
-        case 'f': return word("false") && (out = false, true);
-        case 'n': return word("null") && (out = nullptr, true);
-        default: return number(out);
+        case 't': return word("true") && (set<Build>(out, true), true);
+        case 'f': return word("false") && (set<Build>(out, false), true);
+        case 'n': return word("null") && (set<Build>(out, nullptr), true);
+        default: return number<Build>(out);
         }
     }
 
-    bool object(nlohmann::json& out, std::size_t depth) {
+    template <bool Build, class V>
+    static void set(nlohmann::json* out, V v) {
+        if constexpr (Build) *out = v;
+    }
+
+    template <bool Build>
+    bool object(nlohmann::json* out, std::size_t depth) {
         ++i_;
-        out = nlohmann::json::object();
+        if constexpr (Build) *out = nlohmann::json::object();
         if (eat('}')) return true;
-        auto& members = out.get_ref<nlohmann::json::object_t&>();
         for (;;) {
             std::string_view key;
             if (!str(key) || !eat(':')) return false;
-            nlohmann::json v;
-            if (!value(v, depth)) return false;
-            members.insert_or_assign(std::string(key), std::move(v));  // a repeated key: the last wins, as in the library
+            if constexpr (Build) {
+                nlohmann::json v;
+                if (!value<true>(&v, depth)) return false;
+                // A repeated key: the last wins, as in the library.
+                out->get_ref<nlohmann::json::object_t&>().insert_or_assign(std::string(key), std::move(v));
+            } else if (!value<false>(nullptr, depth)) {
+                return false;
+            }
             if (eat(',')) continue;
             return eat('}');
         }
     }
 
-    bool array(nlohmann::json& out, std::size_t depth) {
+    template <bool Build>
+    bool array(nlohmann::json* out, std::size_t depth) {
         ++i_;
-        out = nlohmann::json::array();
+        if constexpr (Build) *out = nlohmann::json::array();
         if (eat(']')) return true;
-        auto& items = out.get_ref<nlohmann::json::array_t&>();
         for (;;) {
-            items.emplace_back();
-            if (!value(items.back(), depth)) return false;
+            nlohmann::json* item = nullptr;
+            if constexpr (Build) item = &out->get_ref<nlohmann::json::array_t&>().emplace_back();
+            if (!value<Build>(item, depth)) return false;
             if (eat(',')) continue;
             return eat(']');
         }
     }
 
     // As the library types them: a non-negative integer is unsigned, a negative one (and -0) signed.
-    bool number(nlohmann::json& out) {
+    template <bool Build>
+    bool number(nlohmann::json* out) {
         const bool negative = t_[i_] == '-';
         if (negative) ++i_;
         const std::size_t start = i_;
@@ -155,12 +185,12 @@ private:
         if (digits == 0 || digits > max_digits || (t_[start] == '0' && digits > 1)) return false;
         if (i_ < t_.size() && (t_[i_] == '.' || t_[i_] == 'e' || t_[i_] == 'E')) return false;  // a fraction: the library's
         if (!negative) {
-            out = v;
+            set<Build>(out, v);
             return true;
         }
         constexpr std::uint64_t int64_magnitude_max = std::uint64_t{1} << 63;
         if (v > int64_magnitude_max) return false;
-        out = v == int64_magnitude_max ? std::numeric_limits<std::int64_t>::min() : -static_cast<std::int64_t>(v);
+        set<Build>(out, v == int64_magnitude_max ? std::numeric_limits<std::int64_t>::min() : -static_cast<std::int64_t>(v));
         return true;
     }
 

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -64,7 +65,8 @@ struct message_ops {
     void (*destroy)(message_base*) noexcept;
     nlohmann::json (*data_to_json)(const message_base&);  ///< typed data only
     /// The data where it already is JSON (an envelope's), read in place; null for typed data.
-    const nlohmann::json* (*data_in_place)(const message_base&) noexcept;
+    /// (Throws only when it must parse text it kept, and memory runs out.)
+    const nlohmann::json* (*data_in_place)(const message_base&);
     std::size_t type_index;
     const std::type_info* type;
     std::string_view event_type;  // empty for envelope messages, which carry their own
@@ -147,6 +149,10 @@ public:
         }
         return *json_;
     }
+
+    /// The data's JSON text, where the message kept the text it arrived as (an envelope a
+    /// bridge ingested: valid JSON, as a broker delivered it); empty otherwise.
+    std::string_view data_text() const noexcept;
 
     std::size_t type_index() const noexcept { return ops->type_index; }
     /// True when this message carries a T in-process (one pointer comparison).
@@ -285,17 +291,38 @@ struct typed_message final : message_base, pooled_allocation<typed_message<T>> {
                                           has_json_writer<T> ? &typed_message::append_json : nullptr};
 };
 
-/// A dynamic event published as an envelope: the data is JSON already.
-struct envelope_message final : message_base, pooled_allocation<envelope_message> {  // made by a bridge's thread, freed by a worker
-    envelope env;
+/// Makes the document of data kept as text (see envelope_message).
+using data_text_parser = nlohmann::json (*)(std::string_view);
 
-    explicit envelope_message(envelope&& e) : env(std::move(e)) {
+/// A dynamic event published as an envelope: the data is JSON already, or JSON text that is
+/// parsed when a reader first needs the document (a bridge's ingest: its typed subscribers read
+/// the text, and most events never need the document at all).
+struct envelope_message final : message_base, pooled_allocation<envelope_message> {  // made by a bridge's thread, freed by a worker
+    envelope env;  // env.data: see data_in_place before reading it
+
+    explicit envelope_message(envelope&& e) : envelope_message(std::move(e), {}, nullptr) {}
+    /// `text` (when not empty, with its `parser`): the data, checked JSON; env.data is ignored.
+    envelope_message(envelope&& e, std::string_view text, data_text_parser parser) : env(std::move(e)), parse_data_(parser) {
+        if (!text.empty() && parse_data_) {
+            keep_text(text);
+            data_state_.store(data_unparsed, std::memory_order_relaxed);
+        }
         ops = &table;
         timestamp = env.timestamp;
         if (!env.event_id.is_nil()) set_event_id(env.event_id);
         if (!env.metadata.causation_id.empty()) {
             if (auto c = uuid::parse(env.metadata.causation_id)) set_causation_id(*c);
         }
+        if (!env.headers.empty()) take_routing_headers();
+        if (!env.metadata.trace_id.empty() || !env.metadata.correlation_id.empty() ||
+            !env.metadata.producer.empty() || !env.headers.empty()) {
+            set_trace(shared_trace_of(env));
+        }
+    }
+
+    // The key and the reply address travel as headers; in flight they are the message's own
+    // (a map look-up builds a std::string key: skipped when there are no headers at all).
+    void take_routing_headers() {
         if (auto k = env.headers.find("courier-key"); k != env.headers.end()) {
             set_key(k->second);
             env.headers.erase(k);
@@ -305,10 +332,6 @@ struct envelope_message final : message_base, pooled_allocation<envelope_message
                 set_reply_to(*a);
                 env.headers.erase(r);
             }
-        }
-        if (!env.metadata.trace_id.empty() || !env.metadata.correlation_id.empty() ||
-            !env.metadata.producer.empty() || !env.headers.empty()) {
-            set_trace(shared_trace_of(env));
         }
     }
 
@@ -366,13 +389,72 @@ struct envelope_message final : message_base, pooled_allocation<envelope_message
         if (e.headers.empty()) last = t;
         return t;
     }
-    static const nlohmann::json* data_in_place(const message_base& m) noexcept {
-        return &static_cast<const envelope_message&>(m).env.data;
+    static const nlohmann::json* data_in_place(const message_base& m) {
+        const auto& e = static_cast<const envelope_message&>(m);
+        if (COURIER_LIKELY(e.data_state_.load(std::memory_order_acquire) == data_ready)) return &e.env.data;
+        return e.parse_data_text();
+    }
+    std::string_view text() const noexcept {
+        return text_size_ <= inline_text ? std::string_view(text_inline_, text_size_) : std::string_view(text_heap_);
     }
     // No data_to_json: data_json() reads an envelope's data in place.
     static inline const message_ops table{&envelope_message::destroy, nullptr, &envelope_message::data_in_place, no_type,
                                           &typeid(envelope), {}, nullptr};
+
+private:
+    static constexpr std::uint8_t data_ready = 0, data_unparsed = 1, data_parsing = 2;
+
+    // Once, by the first reader that needs the document; the others wait for it (as for the id).
+    const nlohmann::json* parse_data_text() const {
+        std::uint8_t expected = data_unparsed;
+        if (data_state_.compare_exchange_strong(expected, data_parsing, std::memory_order_acq_rel)) {
+            try {
+                // The message is shared but not changed once published: this is the one write.
+                const_cast<nlohmann::json&>(env.data) = parse_data_(text());
+            } catch (...) {
+                data_state_.store(data_unparsed, std::memory_order_release);  // the next reader tries again
+                throw;
+            }
+            data_state_.store(data_ready, std::memory_order_release);
+        } else {
+            while (data_state_.load(std::memory_order_acquire) == data_parsing) cpu_relax();
+            if (data_state_.load(std::memory_order_acquire) != data_ready) return parse_data_text();
+        }
+        return &env.data;
+    }
+
+    // Most events' data is short: kept in the message (which is pooled), it costs no allocation.
+    void keep_text(std::string_view text) {
+        text_size_ = text.size();
+        if (text.size() <= inline_text) std::memcpy(text_inline_, text.data(), text.size());
+        else text_heap_.assign(text);
+    }
+
+    static constexpr std::size_t inline_text = 64;
+    std::size_t text_size_ = 0;
+    char text_inline_[inline_text];
+    std::string text_heap_;
+    data_text_parser parse_data_ = nullptr;
+    mutable std::atomic<std::uint8_t> data_state_{data_ready};
 };
+
+inline std::string_view message_base::data_text() const noexcept {
+    if (ops != &envelope_message::table) return {};
+    return static_cast<const envelope_message*>(this)->text();
+}
+
+/// The data as T (nlohmann's from_json): read straight from the text where the message kept
+/// it and T has a COURIER_JSON_FIELDS reader, from the document otherwise.
+template <class T>
+T read_data_as(const message_base& m) {
+    if constexpr (has_json_reader<T>) {
+        if (const auto text = m.data_text(); !text.empty()) {
+            T v{};
+            if (read_json_fields(text, v)) return v;
+        }
+    }
+    return m.data_json().template get<T>();
+}
 
 template <class T>
 bool message_base::holds() const noexcept {

@@ -110,7 +110,10 @@ inline bool is_named_reply(const message_base& m) noexcept {
 /// The reply value as JSON (a named request): moved out of a named responder's reply, the
 /// typed reply's JSON (serialized once) otherwise.
 inline result<nlohmann::json> take_json_reply(message_base& m) {
-    if (is_named_reply(m)) return std::move(static_cast<envelope_message&>(m).env.data);
+    if (is_named_reply(m)) {
+        (void)m.data_json();  // the document, were the data still text
+        return std::move(static_cast<envelope_message&>(m).env.data);
+    }
     try {
         return m.data_json();
     } catch (const std::exception& e) {
@@ -135,7 +138,7 @@ result<R> take_reply(message_base& m) {
                                                        std::string(event_type_of<R>().str()) + "'");
         }
         try {
-            return m.data_json().template get<R>();
+            return read_data_as<R>(m);
         } catch (const std::exception& e) {
             return unexpected(errc::malformed_envelope,
                               std::string("[courier.rpc.bad_reply] the reply does not convert: ") + e.what());
