@@ -251,7 +251,7 @@ void append_json_object(std::string& out, const T& v, const std::array<json_fiel
         first = false;
         out += '"';
         out += f.name;  // a C++ identifier: never needs an escape
-        out += "\":";
+        out.append("\":", 2);
         f.append(out, v);
     }
     out += '}';
