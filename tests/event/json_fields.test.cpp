@@ -308,3 +308,19 @@ TEST_CASE("the COURIER_JSON_FIELDS reader gives what nlohmann's from_json gives,
         CHECK(stepped_aside > 1000);
     }
 }
+
+namespace fields_test {
+struct labelled {  // a std::string_view field: written directly, never read into (it would dangle)
+    std::string_view label = "lit";
+    std::uint64_t n = 2;
+    COURIER_JSON_FIELDS(labelled, label, n)
+};
+}  // namespace fields_test
+
+TEST_CASE("the reader leaves a std::string_view field to nlohmann, the writer writes it", "[event][json_fields]") {
+    std::string text;
+    fields_test::labelled::courier_append_json(text, fields_test::labelled{});
+    CHECK(text == R"({"label":"lit","n":2})");
+    fields_test::labelled back;
+    CHECK_FALSE(courier::detail::read_json_fields(text, back));
+}

@@ -208,6 +208,10 @@ bool read_json_value(json_cursor& c, V& v) {
         if (!c.plain_string(s)) return false;
         v.assign(s);
         return true;
+    } else if constexpr (std::is_same_v<V, std::string_view> || !requires(const nlohmann::json& j) { j.get_to(v); }) {
+        // A view would point into a document about to go, and a type nlohmann cannot read is
+        // not read here either (a type that is only ever written still compiles).
+        return false;
     } else {
         const std::size_t start = c.at;
         if (!c.skip_value()) return false;
