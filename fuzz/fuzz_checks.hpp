@@ -516,7 +516,7 @@ inline void check_wire_inbound(const courier::bridge::inbound_message& m) {
         auto e = courier::bridge::detail::from_wire(m.message, limits);
         // As the bridge ingests it (data kept as checked text): the same verdict, and the text
         // parses to the same data.
-        std::string data_text;
+        std::string_view data_text;
         auto kept = courier::bridge::detail::from_wire(m.message, limits, &data_text);
         COURIER_FUZZ_CHECK(kept.has_value() == e.has_value(), "keeping the data as text changed the verdict");
         if (kept && !data_text.empty()) {

@@ -303,7 +303,7 @@ TEST_CASE("the canonical envelope reader gives what decode gives, and steps asid
         if (fast) CHECK(*fast == *slow);
         else CHECK(fast.error().message == slow.error().message);
         // Keeping the data as text: the same verdict, and the text parses to the same data.
-        std::string data_text = "left from an earlier message";
+        std::string_view data_text = "left from an earlier message";
         auto kept = br::detail::decode_envelope(text, limits, &data_text);
         REQUIRE(kept.has_value() == slow.has_value());
         if (!kept) {
@@ -324,7 +324,7 @@ TEST_CASE("the canonical envelope reader gives what decode gives, and steps asid
     REQUIRE(direct);  // the layout encode writes is read without the document parser
     CHECK(*direct == env);
     same(canonical);
-    std::string data_text;
+    std::string_view data_text;
     courier::envelope kept;
     REQUIRE(br::detail::canonical_reader::read_into(canonical, limits, kept, &data_text));
     CHECK(data_text == env.data.dump());  // kept as it came, checked but not parsed

@@ -678,8 +678,10 @@ private:
         const std::size_t route = route_of(m);
         const ingest_spec& spec = spec_of(route);
         // The data stays text when it is in the canonical form: a typed subscriber reads the
-        // event from it, and the document is made only if someone asks for one.
-        auto env = detail::from_wire(m.message, core_->options.limits, &data_text_);
+        // event from it, and the document is made only if someone asks for one. (`data_text`
+        // views m's payload, which outlives the publish below.)
+        std::string_view data_text;
+        auto env = detail::from_wire(m.message, core_->options.limits, &data_text);
         if (!env) {
             dead_letter_in(m, spec, env.error().message);
             core_->settle(route, std::move(m.tag));
@@ -708,7 +710,7 @@ private:
         }
         const detail::ingesting_event previous = std::exchange(detail::ingesting(), detail::ingesting_event{core_.get(), id});
         result<publish_result> r = courier::detail::envelope_text_publisher::publish(
-            bus_, std::move(*env), data_text_, &detail::parse_data_text, [core = core_, id]() { core->settle(0, {}, id); });
+            bus_, std::move(*env), data_text, &detail::parse_data_text, [core = core_, id]() { core->settle(0, {}, id); });
         detail::ingesting() = previous;
         if (!r || r->closed) {
             // Not taken by the bus (the callback will not run): the delivery is ours again.
@@ -786,7 +788,6 @@ private:
     std::atomic<std::size_t> route_count_{0};             // routes_.size(), read without the lock
     std::vector<const route_state*> io_routes_;           // the I/O thread's only
     std::vector<detail::settled_delivery> acks_;          // the I/O thread's only (send_acks)
-    std::string data_text_;                               // the I/O thread's only (on_message)
     std::atomic<std::size_t> subscribed_{0};
     std::string last_error_;                              // guarded by mutex_
     bool stopped_ = false;                                // guarded by mutex_

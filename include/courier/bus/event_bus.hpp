@@ -767,8 +767,9 @@ private:
 
 namespace detail {
 /// For a bridge's ingest: publish(envelope, on_settled) for an envelope whose data is still the
-/// JSON text the broker delivered, checked by the bridge. Typed subscribers read the text (see
-/// data_as); the document is made by `parser` only if a reader asks for it.
+/// JSON text the broker delivered, checked by the bridge (copied into the message). Typed
+/// subscribers read the text (see read_data_as); the document is made by `parser` only if a
+/// reader asks for it.
 struct envelope_text_publisher {
     static result<publish_result> publish(event_bus& bus, envelope&& env, std::string_view data_text, data_text_parser parser,
                                           std::function<void()>&& on_settled) {

@@ -86,10 +86,10 @@ public:
     }
     /// As read, into `e` (a default envelope): the caller's object, so an ingested envelope is
     /// not moved on its way to the bus. False: `e` holds a partial decode (discard it).
-    /// With `data_text`, data of the canonical form is checked, not parsed: its text goes
-    /// there and `e.data` stays null (the bus parses it if a reader needs a document; a typed
-    /// subscriber reads the text). Data of another form is parsed, and `data_text` is empty.
-    static bool read_into(std::string_view text, const decode_limits& limits, envelope& e, std::string* data_text = nullptr) {
+    /// With `data_text`, data of the canonical form is checked, not parsed: `data_text` views
+    /// it in `text` and `e.data` stays null (the bus parses it if a reader needs a document; a
+    /// typed subscriber reads the text). Data of another form is parsed, and `data_text` is empty.
+    static bool read_into(std::string_view text, const decode_limits& limits, envelope& e, std::string_view* data_text = nullptr) {
         // Limits as decode has them: the envelope is depth 1, metadata and headers depth 2, and
         // `data` is measured as it is delimited (decode's own scan reports the error).
         if (text.size() > limits.max_bytes || limits.max_depth < 2) return false;
@@ -110,7 +110,7 @@ public:
         e.version = name->version();
         std::size_t data_depth = 0;
         if (!r.lit(",\"data\":")) return false;
-        if (data_text) data_text->clear();
+        if (data_text) *data_text = {};
         if (data_text ? r.checked_value(*data_text, data_depth) : r.json_value(e.data, data_depth)) {
             if (1 + data_depth > limits.max_depth) return false;
         } else {
@@ -160,11 +160,11 @@ private:
     bool str(std::string_view& out) noexcept { return read_plain_json_string(t_, i_, out); }
     // The value at i_ in canonical_json's form, read and measured in one pass.
     bool json_value(nlohmann::json& out, std::size_t& depth) { return canonical_json::parse_prefix(t_, i_, out, depth); }
-    // As json_value, keeping the value's text instead of its document.
-    bool checked_value(std::string& text, std::size_t& depth) {
+    // As json_value, viewing the value's text instead of building its document.
+    bool checked_value(std::string_view& text, std::size_t& depth) {
         const std::size_t start = i_;
         if (!canonical_json::check_prefix(t_, i_, depth)) return false;
-        text.assign(t_.substr(start, i_ - start));
+        text = t_.substr(start, i_ - start);
         return true;
     }
     bool integer(std::int64_t& out) noexcept {
@@ -216,12 +216,12 @@ private:
 };
 
 /// The envelope in `bytes`: the canonical layout read directly, anything else through `decode`.
-/// `data_text`: as canonical_reader::read_into (empty when `decode` read it).
-inline result<envelope> decode_envelope(std::string_view bytes, const decode_limits& limits, std::string* data_text = nullptr) {
+/// `data_text`: as canonical_reader::read_into, a view into `bytes` (empty when `decode` read it).
+inline result<envelope> decode_envelope(std::string_view bytes, const decode_limits& limits, std::string_view* data_text = nullptr) {
     // One object, returned by name: the envelope is decoded where the caller receives it.
     result<envelope> e = envelope{};
     if (!canonical_reader::read_into(bytes, limits, *e, data_text)) {
-        if (data_text) data_text->clear();
+        if (data_text) *data_text = {};
         e = decode(bytes, limits);
     }
     return e;
@@ -236,8 +236,8 @@ inline nlohmann::json parse_data_text(std::string_view text) {
 }
 
 /// The envelope inside a wire message (the key from the wire when the payload lacks it).
-/// `data_text`: as decode_envelope.
-inline result<envelope> from_wire(const wire_message& w, const decode_limits& limits, std::string* data_text = nullptr) {
+/// `data_text`: as decode_envelope (a view into `w.payload`).
+inline result<envelope> from_wire(const wire_message& w, const decode_limits& limits, std::string_view* data_text = nullptr) {
     auto e = decode_envelope(w.payload, limits, data_text);
     if (!e) return e;
     // The key becomes an envelope header, and headers are JSON strings (found by
