@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <random>
 #include <string>
 
@@ -169,6 +170,54 @@ TEST_CASE("parse_rfc3339 accepts offsets, any fraction length, and the RFC's var
         const time_point t(microseconds(std::uniform_int_distribution<std::int64_t>(-8'520'336'000'000'000LL,
                                                                                     7'258'118'400'000'000LL)(rng)));
         REQUIRE(*parse_rfc3339(courier::format_rfc3339(t)) == t);
+    }
+}
+
+TEST_CASE("timestamps within one second take the cached second and still read and write exactly", "[event][envelope_codec]") {
+    // format and parse keep the text of the last second per thread: runs of stamps inside one
+    // second (the common case), across second, day and year boundaries, and around stamps
+    // that differ only after the cached part must all give what a full conversion gives.
+    using courier::format_rfc3339;
+    using courier::parse_rfc3339;
+    using courier::time_point;
+    using namespace std::chrono;
+    auto reference = [](time_point t) {  // field by field, no cache
+        const auto us = floor<microseconds>(t);
+        const auto day = floor<days>(us);
+        const year_month_day ymd{day};
+        const hh_mm_ss<microseconds> tod{us - day};
+        char buf[40];
+        std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02lld.%06lldZ", static_cast<int>(ymd.year()),
+                      static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()), static_cast<int>(tod.hours().count()),
+                      static_cast<int>(tod.minutes().count()), static_cast<long long>(tod.seconds().count()),
+                      static_cast<long long>(tod.subseconds().count()));
+        return std::string(buf);
+    };
+    std::mt19937_64 rng(31);
+    const std::int64_t edges[] = {0, 1'735'689'599'999'990LL, 951'868'799'999'999LL, -1, -2'208'988'800'000'001LL};
+    for (const std::int64_t edge_us : edges) {
+        for (int i = -40; i < 40; ++i) {
+            const time_point t(microseconds(edge_us + i * 3));
+            const std::string text = format_rfc3339(t);
+            REQUIRE(text == reference(t));
+            REQUIRE(*parse_rfc3339(text) == time_point(floor<microseconds>(t)));
+        }
+    }
+    const std::int64_t base_ns = 1'764'700'000'000'000'000LL;
+    for (int i = 0; i < 20'000; ++i) {
+        const time_point t(nanoseconds(base_ns + static_cast<std::int64_t>(rng() % 3'000'000'000ull)));
+        const std::string text = format_rfc3339(t);
+        REQUIRE(text == reference(t));
+        REQUIRE(*parse_rfc3339(text) == time_point(floor<microseconds>(t)));
+        // Same cached second, another form: each goes its own way and agrees, or is refused.
+        std::string lower = text;
+        lower[26] = 'z';
+        REQUIRE(*parse_rfc3339(lower) == time_point(floor<microseconds>(t)));
+        std::string bad_digit = text;
+        bad_digit[20 + static_cast<std::size_t>(i % 6)] = 'x';
+        REQUIRE_FALSE(parse_rfc3339(bad_digit));
+        std::string offset = text.substr(0, 26) + "+01:00";
+        REQUIRE(*parse_rfc3339(offset) == time_point(floor<microseconds>(t)) - hours(1));
     }
 }
 
@@ -383,6 +432,16 @@ TEST_CASE("encode's string escaping matches nlohmann's for valid text", "[event]
         std::string mine;
         courier::detail::append_json_string(mine, s);
         REQUIRE(mine == json(s).dump());
+    }
+    // Around the length up to which a plain string is quoted in one piece.
+    for (std::size_t n : {0u, 1u, 125u, 126u, 127u, 300u}) {
+        for (const char extra : {'a', '"', '\\', '\n', '\x7f'}) {
+            std::string s(n, 'x');
+            if (n > 0) s[n / 2] = extra;
+            std::string mine = "prefix";
+            courier::detail::append_json_string(mine, s);
+            REQUIRE(mine == "prefix" + json(s).dump());
+        }
     }
     std::string all_controls;
     for (int c = 0; c < 0x20; ++c) all_controls += static_cast<char>(c);

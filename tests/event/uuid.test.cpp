@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -52,6 +53,29 @@ TEST_CASE("uuid round-trips through its text form and bytes", "[event][uuid]") {
         std::fill(std::begin(buf), std::end(buf), '#');
         CHECK(u.to_chars(buf) == buf + 36);
         CHECK(buf[36] == '#');
+    }
+}
+
+TEST_CASE("uuid text matches a digit-by-digit rendering of its bytes", "[event][uuid]") {
+    auto reference = [](std::uint64_t hi, std::uint64_t lo) {
+        std::string out;
+        constexpr char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 16; ++i) {
+            if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+            const std::uint64_t word = i < 8 ? hi : lo;
+            const auto byte = static_cast<unsigned>(word >> (56 - 8 * (i % 8))) & 0xFFu;
+            out += hex[byte >> 4];
+            out += hex[byte & 0xF];
+        }
+        return out;
+    };
+    std::mt19937_64 rng(17);
+    const std::uint64_t fixed[] = {0, ~std::uint64_t{0}, 0x0123456789abcdefULL, 0xfedcba9876543210ULL, 0xa0a0a0a09f9f9f9fULL};
+    for (auto hi : fixed)
+        for (auto lo : fixed) CHECK(uuid::from_u64(hi, lo).to_string() == reference(hi, lo));
+    for (int i = 0; i < 100'000; ++i) {
+        const std::uint64_t hi = rng(), lo = rng();
+        REQUIRE(uuid::from_u64(hi, lo).to_string() == reference(hi, lo));
     }
 }
 

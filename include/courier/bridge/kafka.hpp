@@ -229,9 +229,9 @@ public:
         bool has_id = false, has_type = false, has_key = false;
         for (auto& [k, v] : m.headers) {
             rd_kafka_header_add(hdrs, k.data(), static_cast<ssize_t>(k.size()), v.data(), static_cast<ssize_t>(v.size()));
-            has_id |= k == "courier-event-id";
-            has_type |= k == "courier-event-type";
-            has_key |= k == "courier-key";
+            has_id |= k == detail::header_event_id;  // (a view: the length is compared first)
+            has_type |= k == detail::header_event_type;
+            has_key |= k == detail::header_key;
         }
         auto add = [&](const char* k, const std::string& v) {
             if (!v.empty()) rd_kafka_header_add(hdrs, k, -1, v.data(), static_cast<ssize_t>(v.size()));

@@ -738,9 +738,9 @@ private:
         for (auto& [k, v] : m.headers) {
             if (k == "nats-reply-to") continue;  // inbound information only
             if (auto r = add(k, v, false); !r) return r;
-            has_id |= k == "courier-event-id";
-            has_type |= k == "courier-event-type";
-            has_key |= k == "courier-key";
+            has_id |= k == detail::header_event_id;  // (a view: the length is compared first)
+            has_type |= k == detail::header_event_type;
+            has_key |= k == detail::header_key;
         }
         if (!m.event_id.empty()) {
             if (auto r = add("Nats-Msg-Id", m.event_id, true); !r) return r;

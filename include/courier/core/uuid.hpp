@@ -10,10 +10,12 @@
 #include <courier/core/result.hpp>
 
 #include <array>
+#include <bit>
 #include <chrono>
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -83,18 +85,23 @@ public:
     /// Writes the canonical lowercase text form (exactly `text_size` characters, no
     /// terminator) to `out` and returns `out + text_size`. Does not allocate.
     char* to_chars(char* out) const noexcept {
-        // Fixed output positions instead of a branch per byte for the dashes.
-        constexpr char hex[] = "0123456789abcdef";
-        constexpr int at[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
-        for (int i = 0; i < 8; ++i) {
-            const auto h = static_cast<unsigned>(hi_ >> (56 - 8 * i)) & 0xFFu;
-            const auto l = static_cast<unsigned>(lo_ >> (56 - 8 * i)) & 0xFFu;
-            out[at[i]] = hex[h >> 4];
-            out[at[i] + 1] = hex[h & 0xF];
-            out[at[i + 8]] = hex[l >> 4];
-            out[at[i + 8] + 1] = hex[l & 0xF];
-        }
-        out[8] = out[13] = out[18] = out[23] = '-';
+        // Eight hex digits per 32 bits at once (see hex8), copied to fixed positions: a branch
+        // and a table load per digit cost 160 instructions an id, and every message formats one
+        // or two.
+        const std::uint64_t a = hex8(static_cast<std::uint32_t>(hi_ >> 32)), b = hex8(static_cast<std::uint32_t>(hi_)),
+                            c = hex8(static_cast<std::uint32_t>(lo_ >> 32)), d = hex8(static_cast<std::uint32_t>(lo_));
+        const char* pb = reinterpret_cast<const char*>(&b);
+        const char* pc = reinterpret_cast<const char*>(&c);
+        std::memcpy(out, &a, 8);
+        out[8] = '-';
+        std::memcpy(out + 9, pb, 4);
+        out[13] = '-';
+        std::memcpy(out + 14, pb + 4, 4);
+        out[18] = '-';
+        std::memcpy(out + 19, pc, 4);
+        out[23] = '-';
+        std::memcpy(out + 24, pc + 4, 4);
+        std::memcpy(out + 28, &d, 8);
         return out + text_size;
     }
 
@@ -168,6 +175,20 @@ private:
 
     // Two big-endian words rather than a byte array: comparison and hashing are two integer
     // operations, and the defaulted <=> on (hi_, lo_) equals byte-wise order.
+    // The eight lowercase hex digits of `v`, most significant first, as the bytes of a word in
+    // memory order: each nibble is spread into a byte of its own, then turned into its digit
+    // ('0' + n, plus 39 more when n >= 10, which is where n + 6 carries into bit 4).
+    static std::uint64_t hex8(std::uint32_t v) noexcept {
+        std::uint64_t x = v;
+        x = ((x & 0xFFFF0000u) << 16) | (x & 0x0000FFFFu);
+        x = ((x & 0x0000FF000000FF00u) << 8) | (x & 0x000000FF000000FFu);
+        x = ((x & 0x00F000F000F000F0u) << 4) | (x & 0x000F000F000F000Fu);
+        const std::uint64_t letters = ((x + 0x0606060606060606u) >> 4) & 0x0101010101010101u;
+        x += 0x3030303030303030u + letters * static_cast<std::uint64_t>('a' - '0' - 10);
+        if constexpr (std::endian::native == std::endian::little) x = __builtin_bswap64(x);
+        return x;
+    }
+
     std::uint64_t hi_ = 0;
     std::uint64_t lo_ = 0;
 };

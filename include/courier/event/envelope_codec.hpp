@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <string>
@@ -54,33 +55,43 @@ inline constexpr std::size_t rfc3339_size = 27;
 inline char* format_rfc3339_to(char* out, time_point t) noexcept {
     using namespace std::chrono;
     const auto us = floor<microseconds>(t);
-    const auto day = floor<days>(us);
-    const year_month_day ymd{day};
-    auto put = [&out](long long v, int width) {
+    const auto sec = floor<seconds>(us);
+    auto put = [](char* at, long long v, int width) {
         for (int i = width - 1; i >= 0; --i) {
-            out[i] = static_cast<char>('0' + v % 10);
+            at[i] = static_cast<char>('0' + v % 10);
             v /= 10;
         }
-        out += width;
     };
-    long long tod = (us - day).count();  // microseconds into the day, 0 <= tod < 86'400'000'000
-    put(static_cast<int>(ymd.year()), 4);
-    *out++ = '-';
-    put(static_cast<unsigned>(ymd.month()), 2);
-    *out++ = '-';
-    put(static_cast<unsigned>(ymd.day()), 2);
-    *out++ = 'T';
-    put(tod / 3'600'000'000LL, 2);
-    tod %= 3'600'000'000LL;
-    *out++ = ':';
-    put(tod / 60'000'000LL, 2);
-    tod %= 60'000'000LL;
-    *out++ = ':';
-    put(tod / 1'000'000LL, 2);
-    *out++ = '.';
-    put(tod % 1'000'000LL, 6);
-    *out++ = 'Z';
-    return out;
+    // The date and the time to the second change once a second, and every message is stamped:
+    // their text is kept per thread, and only the microseconds are written each time.
+    struct second_text {
+        long long second = std::numeric_limits<long long>::min();  // no time_point is this second
+        char text[19]{};
+    };
+    thread_local second_text last;
+    if (const long long s = sec.time_since_epoch().count(); s != last.second) {
+        const auto day = floor<days>(sec);
+        const year_month_day ymd{day};
+        long long tod = (sec - day).count();  // seconds into the day
+        char* p = last.text;
+        put(p, static_cast<int>(ymd.year()), 4);
+        p[4] = '-';
+        put(p + 5, static_cast<unsigned>(ymd.month()), 2);
+        p[7] = '-';
+        put(p + 8, static_cast<unsigned>(ymd.day()), 2);
+        p[10] = 'T';
+        put(p + 11, tod / 3600, 2);
+        p[13] = ':';
+        put(p + 14, tod / 60 % 60, 2);
+        p[16] = ':';
+        put(p + 17, tod % 60, 2);
+        last.second = s;
+    }
+    std::memcpy(out, last.text, 19);
+    out[19] = '.';
+    put(out + 20, (us - sec).count(), 6);
+    out[26] = 'Z';
+    return out + rfc3339_size;
 }
 
 /// `t` as RFC 3339 UTC with exactly microseconds: "2025-01-01T00:00:00.000000Z".
@@ -99,6 +110,28 @@ inline std::string format_rfc3339(time_point t) {
 /// Errors: errc::invalid_argument, "[courier.event.invalid_timestamp] '<text>': <which part is
 /// wrong>".
 inline result<time_point> parse_rfc3339(std::string_view s) {
+    // courier's own form ("2025-01-01T00:00:00.000000Z") repeats its first 19 characters, the
+    // date and time to the second, from message to message: the instant they name is kept per
+    // thread, and a text that starts with the same ones reads only its microseconds.
+    struct second_seen {
+        char text[19]{};
+        long long secs = 0;
+        bool valid = false;
+    };
+    thread_local second_seen seen;
+    auto own_form = [&] { return s.size() == rfc3339_size && s[10] == 'T' && s[19] == '.' && s[26] == 'Z'; };
+    if (seen.valid && own_form() && std::memcmp(s.data(), seen.text, 19) == 0) {
+        long long micros = 0;
+        bool digits_only = true;
+        for (std::size_t k = 20; k < 26; ++k) {
+            const char c = s[k];
+            digits_only &= c >= '0' && c <= '9';
+            micros = micros * 10 + (c - '0');
+        }
+        if (digits_only)
+            return time_point(std::chrono::duration_cast<duration>(std::chrono::seconds(seen.secs) + std::chrono::microseconds(micros)));
+    }
+
     auto fail = [&](const std::string& why) -> result<time_point> {
         return unexpected(errc::invalid_argument, "[courier.event.invalid_timestamp] " +
                                                       detail::quote_for_message(s) + ": " + why +
@@ -180,6 +213,11 @@ inline result<time_point> parse_rfc3339(std::string_view s) {
     constexpr long long max_secs = (std::numeric_limits<long long>::max() - 999'999'999LL) / 1'000'000'000LL;
     constexpr long long min_secs = std::numeric_limits<long long>::min() / 1'000'000'000LL + 1;
     if (secs > max_secs || secs < min_secs) return fail("the instant is outside the representable range");
+    if (own_form()) {
+        std::memcpy(seen.text, s.data(), 19);
+        seen.secs = secs;
+        seen.valid = true;
+    }
     return time_point(duration_cast<duration>(seconds(secs) + nanoseconds(nanos)));
 }
 

@@ -248,17 +248,28 @@ constexpr bool json_field_names_unique(const std::array<json_field<T>, N>& sorte
 
 template <class T, std::size_t N>
 void append_json_object(std::string& out, const T& v, const std::array<json_field<T>, N>& sorted) {
-    out += '{';
     bool first = true;
     for (const auto& f : sorted) {
-        if (!first) out += ',';
+        // `{"name":` or `,"name":` in one append (a name is a C++ identifier: never escaped).
+        char key[64];
+        const std::size_t n = f.name.size();
+        if (n + 4 <= sizeof key) {
+            key[0] = first ? '{' : ',';
+            key[1] = '"';
+            std::memcpy(key + 2, f.name.data(), n);
+            key[n + 2] = '"';
+            key[n + 3] = ':';
+            out.append(key, n + 4);
+        } else {
+            out += first ? '{' : ',';
+            out += '"';
+            out += f.name;
+            out.append("\":", 2);
+        }
         first = false;
-        out += '"';
-        out += f.name;  // a C++ identifier: never needs an escape
-        out.append("\":", 2);
         f.append(out, v);
     }
-    out += '}';
+    out += first ? "{}" : "}";
 }
 
 /// Reads `{"name":value,...}` into `v` as nlohmann's from_json for these fields would: every

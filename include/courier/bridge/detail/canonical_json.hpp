@@ -22,8 +22,45 @@
 #include <string>
 #include <string_view>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 COURIER_BEGIN_NAMESPACE
 namespace bridge::detail {
+
+/// The first byte at or after `i` that may be special in a JSON string (a quote, a backslash, a
+/// control character or a high byte), or a position fewer than eight bytes from the end: what
+/// follows is for a byte-wise look. The names, ids and times of an envelope are mostly such runs.
+inline std::size_t plain_run_end(std::string_view t, std::size_t i) noexcept {
+#if defined(__SSE2__)
+    // Sixteen bytes at a time: a signed byte below 0x20 is a control character or a high byte.
+    while (t.size() - i >= 16) {
+        const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t.data() + i));
+        const __m128i quote = _mm_cmpeq_epi8(w, _mm_set1_epi8('"')), backslash = _mm_cmpeq_epi8(w, _mm_set1_epi8('\\'));
+        const int special = _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), _mm_cmplt_epi8(w, _mm_set1_epi8(0x20))));
+        if (special != 0) return i + static_cast<std::size_t>(std::countr_zero(static_cast<unsigned>(special)));
+        i += 16;
+    }
+#endif
+    // Eight at a time, each test the "has a zero byte" trick: no false negative, and its lowest
+    // flagged byte is exact (a borrow only runs upwards), so the byte-wise look starts at the
+    // first special byte - for a short string, its closing quote.
+    constexpr std::uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    while (t.size() - i >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, t.data() + i, 8);
+        const std::uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+        const std::uint64_t special =
+            (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (w - ones * 0x20) | w) & highs;
+        if (special != 0) {
+            if constexpr (std::endian::native == std::endian::little) i += static_cast<std::size_t>(std::countr_zero(special)) / 8;
+            return i;
+        }
+        i += 8;
+    }
+    return i;
+}
 
 /// Reads the JSON string at `t[i]` when it has no escapes or control characters and is valid
 /// UTF-8 (a parser gives such a string back unchanged): `out` views its contents, `i` moves past
@@ -42,24 +79,7 @@ inline bool read_plain_json_string(std::string_view t, std::size_t& i, std::stri
     if (i >= t.size() || t[i] != '"') return false;
     const std::size_t start = ++i;
     bool ascii = true;
-    // Eight bytes at a time while none is special (a quote, a backslash, a control character or
-    // a high byte): the names, ids and times of an envelope are mostly such runs. Each test
-    // below is the "has a zero byte" trick: no false negative, and its lowest flagged byte is
-    // exact (a borrow only runs upwards), so the loop after it starts at the first special
-    // byte - for a short string, its closing quote.
-    constexpr std::uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    while (t.size() - i >= 8) {
-        std::uint64_t w;
-        std::memcpy(&w, t.data() + i, 8);
-        const std::uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
-        const std::uint64_t special =
-            (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | (w - ones * 0x20) | w) & highs;
-        if (special != 0) {
-            if constexpr (std::endian::native == std::endian::little) i += static_cast<std::size_t>(std::countr_zero(special)) / 8;
-            break;
-        }
-        i += 8;
-    }
+    i = plain_run_end(t, i);
     for (; i < t.size(); ++i) {
         const std::uint8_t k = kind[static_cast<unsigned char>(t[i])];
         if (COURIER_LIKELY(k == 0)) continue;

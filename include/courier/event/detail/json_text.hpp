@@ -7,6 +7,7 @@
 #include <courier/core/error.hpp>
 
 #include <cstddef>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -18,17 +19,25 @@ namespace detail {
 /// U+FFFD, so the output is always valid JSON (nlohmann's dump would throw instead).
 inline void append_json_string(std::string& out, std::string_view s) {
     constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    std::size_t i = 0;
+    auto plain = [](unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80; };
     const std::size_t n = s.size();
+    std::size_t i = 0;
+    while (i < n && plain(static_cast<unsigned char>(s[i]))) ++i;
+    // The common case, a short string with nothing to escape: quoted in a buffer, one append.
+    if (constexpr std::size_t small = 126; i == n && n <= small) {
+        char quoted[small + 2];
+        quoted[0] = '"';
+        std::memcpy(quoted + 1, s.data(), n);
+        quoted[n + 1] = '"';
+        out.append(quoted, n + 2);
+        return;
+    }
+    out += '"';
+    out.append(s.data(), i);
     while (i < n) {
         // Copy the longest run of bytes that need no attention in one append.
         std::size_t run = i;
-        while (run < n) {
-            const auto c = static_cast<unsigned char>(s[run]);
-            if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
-            ++run;
-        }
+        while (run < n && plain(static_cast<unsigned char>(s[run]))) ++run;
         out.append(s.data() + i, run - i);
         i = run;
         if (i == n) break;
