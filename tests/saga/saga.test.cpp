@@ -140,6 +140,37 @@ TEST_CASE("each transition is timed after the code that ran before it", "[saga]"
     CHECK(event_times[1] == t0 + 11s);
 }
 
+TEST_CASE("sagas of one burst are timed after the code that ran before each of them", "[saga]") {
+    // A burst of starts runs in one handler: a saga's first step starts at the time the saga
+    // before it ended, unless code outside the engine ran in between (here a subscriber of
+    // the end), which the next saga's time must include.
+    env e;
+    const auto t0 = e.clk.now();
+    courier::saga_definition<order> def{"test.burst.timing.v1"};
+    def.step("one", [&](order&) { e.clk.advance(1s); });
+    int ended = 0;
+    auto sub = e.rt.bus().subscribe<courier::saga_completed>(
+        [&](const courier::saga_completed&) {
+            if (++ended == 2) e.clk.advance(10s);  // after the second saga only
+        },
+        {.mode = courier::delivery_mode::inline_call});
+    std::vector<courier::uuid> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(e.sagas.start(def, order{}).value());
+    e.rt.poll();
+    std::vector<courier::saga_info> infos;
+    for (auto& id : ids) infos.push_back(*e.sagas.query(id));
+    for (auto& i : infos) {
+        REQUIRE(i.state == courier::saga_state::completed);
+        REQUIRE(i.history.size() == 1);
+    }
+    CHECK(infos[0].history[0].started == t0);
+    CHECK(infos[0].updated_at == t0 + 1s);
+    CHECK(infos[1].history[0].started == t0 + 1s);  // where the first one ended
+    CHECK(infos[1].updated_at == t0 + 2s);
+    CHECK(infos[2].history[0].started == t0 + 12s);  // after the subscriber's 10 s
+    CHECK(infos[2].updated_at == t0 + 13s);
+}
+
 TEST_CASE("a runner keeps the newest finished sagas for query, whole, and forgets the oldest", "[saga]") {
     courier::manual_clock clk;
     courier::runtime rt{courier::runtime::manual, clk};

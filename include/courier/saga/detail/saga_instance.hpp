@@ -1089,10 +1089,25 @@ private:
     friend struct runner_core;
     std::shared_ptr<saga_instance> kick_self_;
     saga_instance* next_kick_ = nullptr;
-    /// The first stay in the engine of a saga kicked through runner_core::push_kick.
-    void run_first() {
-        engine_reentered();
+    /// What a stay in the engine knows that stays true until control leaves the engine: the
+    /// time read last, and which events have subscribers (see now() and event_interest()).
+    struct engine_view {
+        time_point at{};
+        bool fresh = false;
+        std::uint32_t interest = 0;
+        bool interest_fresh = false;
+    };
+    /// The first stay in the engine of a saga kicked through runner_core::push_kick. `before`:
+    /// what the stay of the saga the same drain ran just before it left, as only engine code
+    /// ran since (a saga's first step then starts at the time the one before it ended, as the
+    /// next step of one saga does); returns what this stay leaves for the next.
+    engine_view run_first(const engine_view& before) {
+        clock_cache_ = before.at;
+        clock_fresh_ = before.fresh;
+        interest_ = before.interest;
+        interest_fresh_ = before.interest_fresh;
         drive();
+        return engine_view{clock_cache_, clock_fresh_, interest_, interest_fresh_};
     }
 };
 
@@ -1178,13 +1193,15 @@ inline void runner_core::run_kicks() {
     // A saga whose first stay throws does not keep the others from theirs; the first error
     // goes on to the executor's run(), as a post of its own would have.
     std::exception_ptr first_error;
+    saga_instance::engine_view view;  // nothing known yet: the first saga reads the clock
     while (fifo != nullptr) {
         saga_instance* next = fifo->next_kick_;
         std::shared_ptr<saga_instance> self = std::move(fifo->kick_self_);
         fifo = next;
         try {
-            self->run_first();
+            view = self->run_first(view);
         } catch (...) {
+            view = {};  // (user code may have run: the next saga reads the clock again)
             if (!first_error) first_error = std::current_exception();
         }
     }
