@@ -173,8 +173,6 @@ private:
         return table[static_cast<unsigned char>(c)];
     }
 
-    // Two big-endian words rather than a byte array: comparison and hashing are two integer
-    // operations, and the defaulted <=> on (hi_, lo_) equals byte-wise order.
     // The eight lowercase hex digits of `v`, most significant first, as the bytes of a word in
     // memory order: each nibble is spread into a byte of its own, then turned into its digit
     // ('0' + n, plus 39 more when n >= 10, which is where n + 6 carries into bit 4).
@@ -189,6 +187,8 @@ private:
         return x;
     }
 
+    // Two big-endian words rather than a byte array: comparison and hashing are two integer
+    // operations, and the defaulted <=> on (hi_, lo_) equals byte-wise order.
     std::uint64_t hi_ = 0;
     std::uint64_t lo_ = 0;
 };

@@ -72,7 +72,7 @@ inline char* format_rfc3339_to(char* out, time_point t) noexcept {
     if (const long long s = sec.time_since_epoch().count(); s != last.second) {
         const auto day = floor<days>(sec);
         const year_month_day ymd{day};
-        long long tod = (sec - day).count();  // seconds into the day
+        const long long tod = (sec - day).count();  // seconds into the day
         char* p = last.text;
         put(p, static_cast<int>(ymd.year()), 4);
         p[4] = '-';
