@@ -66,7 +66,7 @@ public:
                 return;
             }
         }
-        std::memcpy(buf_ + n_, text.data(), text.size());
+        if (!text.empty()) std::memcpy(buf_ + n_, text.data(), text.size());  // (an empty view may hold null)
         n_ += text.size();
     }
     void put(char c) {
@@ -78,7 +78,7 @@ public:
         if (text.size() + 2 <= capacity && courier::detail::json_verbatim(text)) {
             char* p = room(text.size() + 2);
             p[0] = '"';
-            std::memcpy(p + 1, text.data(), text.size());
+            if (!text.empty()) std::memcpy(p + 1, text.data(), text.size());
             p[text.size() + 1] = '"';
             n_ += text.size() + 2;
             return;

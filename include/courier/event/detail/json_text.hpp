@@ -27,7 +27,7 @@ inline void append_json_string(std::string& out, std::string_view s) {
     if (constexpr std::size_t small = 126; i == n && n <= small) {
         char quoted[small + 2];
         quoted[0] = '"';
-        std::memcpy(quoted + 1, s.data(), n);
+        if (n != 0) std::memcpy(quoted + 1, s.data(), n);  // (an empty view may hold null)
         quoted[n + 1] = '"';
         out.append(quoted, n + 2);
         return;
