@@ -23,6 +23,7 @@
 #pragma once
 
 #include <courier/core/config.hpp>
+#include <courier/event/detail/json_text.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -59,16 +60,6 @@ concept has_json_reader = has_json_writer<T> && requires(detail::json_cursor& c,
 };
 
 namespace detail {
-
-/// True when `s` can be written between quotes as it is: what nlohmann's dump() leaves alone
-/// (no control character, quote or backslash; ASCII, so no UTF-8 check or replacement).
-inline bool json_verbatim(std::string_view s) noexcept {
-    for (char ch : s) {
-        const auto c = static_cast<unsigned char>(ch);
-        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) return false;
-    }
-    return true;
-}
 
 /// Appends what nlohmann::json(v).dump(-1, ' ', false, replace) gives for one field's value:
 /// integers, booleans, plain ASCII strings and nested COURIER_JSON_FIELDS types directly;

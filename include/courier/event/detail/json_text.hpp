@@ -15,14 +15,24 @@ COURIER_BEGIN_NAMESPACE
 
 namespace detail {
 
+/// True for a byte that a JSON string holds as it is (no control character, quote or
+/// backslash; ASCII, so no UTF-8 check or replacement).
+constexpr bool json_plain_byte(unsigned char c) noexcept { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80; }
+
+/// True when `s` can be written between quotes as it is: what nlohmann's dump() leaves alone.
+inline bool json_verbatim(std::string_view s) noexcept {
+    for (char c : s)
+        if (!json_plain_byte(static_cast<unsigned char>(c))) return false;
+    return true;
+}
+
 /// Appends `s` to `out` as a quoted JSON string. Bytes that are not well-formed UTF-8 become
 /// U+FFFD, so the output is always valid JSON (nlohmann's dump would throw instead).
 inline void append_json_string(std::string& out, std::string_view s) {
     constexpr char hex[] = "0123456789abcdef";
-    auto plain = [](unsigned char c) { return c >= 0x20 && c != '"' && c != '\\' && c < 0x80; };
     const std::size_t n = s.size();
     std::size_t i = 0;
-    while (i < n && plain(static_cast<unsigned char>(s[i]))) ++i;
+    while (i < n && json_plain_byte(static_cast<unsigned char>(s[i]))) ++i;
     // The common case, a short string with nothing to escape: quoted in a buffer, one append.
     if (constexpr std::size_t small = 126; i == n && n <= small) {
         char quoted[small + 2];
@@ -37,7 +47,7 @@ inline void append_json_string(std::string& out, std::string_view s) {
     while (i < n) {
         // Copy the longest run of bytes that need no attention in one append.
         std::size_t run = i;
-        while (run < n && plain(static_cast<unsigned char>(s[run]))) ++run;
+        while (run < n && json_plain_byte(static_cast<unsigned char>(s[run]))) ++run;
         out.append(s.data() + i, run - i);
         i = run;
         if (i == n) break;
