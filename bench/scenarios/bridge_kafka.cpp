@@ -9,8 +9,9 @@
 //                  publish to the last delivery; latency = publish on A -> handler on B. The
 //                  group's first join (about 3 s on the mock) is done before timing starts: one
 //                  warm-up message must arrive first. Baseline "librdkafka": the same transfer
-//                  with a raw producer (same linger and idempotence, delivery reports served as
-//                  it goes) and a raw group consumer thread committing every 512 messages.
+//                  with a raw producer (same linger and idempotence; a delivery-report callback
+//                  counts every message, served as it goes, and a run fails unless all were
+//                  delivered) and a raw group consumer thread committing every 512 messages.
 #include "../harness/bridge_scenario.hpp"
 #include "../harness/queue_harness.hpp"
 
@@ -46,6 +47,18 @@ struct kafka_msg {
 };
 
 void quiet(const rd_kafka_t*, int, const char*, const char*) {}
+
+// The raw producer's delivery reports, counted as a producer that cares about delivery counts
+// them (the bridge's outbox is driven by the same reports).
+struct delivery_counts {
+    std::uint64_t delivered = 0;
+    std::uint64_t failed = 0;
+};
+void count_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+    auto* counts = static_cast<delivery_counts*>(opaque);
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) ++counts->delivered;
+    else ++counts->failed;
+}
 
 // librdkafka's mock cluster with one topic, for one run.
 struct mock_cluster {
@@ -92,7 +105,7 @@ run_result courier_transfer(const run_params& p) {
         [&] { return std::make_unique<br::kafka_transport>(ko); });
 }
 
-rd_kafka_t* raw_client(rd_kafka_type_t type, const std::string& brokers, const char* group) {
+rd_kafka_t* raw_client(rd_kafka_type_t type, const std::string& brokers, const char* group, delivery_counts* counts = nullptr) {
     char err[512];
     rd_kafka_conf_t* conf = rd_kafka_conf_new();
     auto set = [&](const char* k, const char* v) {
@@ -103,6 +116,8 @@ rd_kafka_t* raw_client(rd_kafka_type_t type, const std::string& brokers, const c
     if (type == RD_KAFKA_PRODUCER) {
         set("linger.ms", "1");  // as kafka_options' default
         set("enable.idempotence", "true");
+        rd_kafka_conf_set_dr_msg_cb(conf, count_delivery);
+        rd_kafka_conf_set_opaque(conf, counts);
     } else {
         set("group.id", group);
         set("enable.auto.commit", "false");
@@ -121,7 +136,8 @@ run_result librdkafka_transfer(const run_params& p) {
     mock_cluster cluster(topic);
     std::string buf = envelope_payload_of<kafka_msg>();
     const std::uint64_t n = p.messages;
-    rd_kafka_t* prod = raw_client(RD_KAFKA_PRODUCER, cluster.bootstraps, nullptr);
+    delivery_counts reports;
+    rd_kafka_t* prod = raw_client(RD_KAFKA_PRODUCER, cluster.bootstraps, nullptr, &reports);
     rd_kafka_t* cons = raw_client(RD_KAFKA_CONSUMER, cluster.bootstraps, "bench");
     rd_kafka_poll_set_consumer(cons);
     rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
@@ -196,6 +212,8 @@ run_result librdkafka_transfer(const run_params& p) {
     if (!warm.load()) r.error = "the group never received the warm-up message";
     else if (received != n) r.error = "sent " + std::to_string(n) + ", received " + std::to_string(received);
     else if (checksum != n * (n - 1) / 2) r.error = "checksum mismatch";
+    else if (reports.delivered != n + 1 || reports.failed != 0)
+        r.error = "delivery reports: " + std::to_string(reports.delivered) + " delivered, " + std::to_string(reports.failed) + " failed";
     return r;
 }
 

@@ -474,7 +474,7 @@ TEST_CASE("an ingested event's data stays text until a reader needs its document
         env.event_id = courier::make_uuid_v7(courier::system_clock::instance().now());
         env.version = 1;
         return courier::detail::envelope_text_publisher::publish(rt.bus(), std::move(env), data_text,
-                                                                 &br::detail::parse_data_text, nullptr);
+                                                                 &br::detail::parse_data_text, {});
     };
     const std::string text = R"({"carrier":"ups","delta":-4,"parcels":["p-1"],"seq":9,"tracked":false,"weight":0.5})";
     courier::subscription_options inl;
@@ -513,7 +513,7 @@ TEST_CASE("an ingested event's data stays text until a reader needs its document
             env.version = 1;
             const std::string data = R"({"label":")" + std::string(length, 'x') + R"(","n":7})";
             REQUIRE(courier::detail::envelope_text_publisher::publish(rt.bus(), std::move(env), data,
-                                                                      &br::detail::parse_data_text, nullptr));
+                                                                      &br::detail::parse_data_text, {}));
             REQUIRE(got.size() == documents.size());
             CHECK(got.back().label == std::string(length, 'x'));
             CHECK(got.back().n == 7);

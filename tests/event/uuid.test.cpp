@@ -243,3 +243,65 @@ TEST_CASE("uuid::parse_quietly reads what parse reads and refuses the rest witho
         CHECK_FALSE(courier::uuid::parse(bad));
     }
 }
+
+TEST_CASE("uuid::parse_quietly agrees with a digit-by-digit reader on every byte at every offset", "[core][uuid]") {
+    // The reference: one character at a time, as the error path of parse reads them.
+    auto reference = [](std::string_view t, courier::uuid& out) {
+        if (t.size() != uuid::text_size) return false;
+        std::uint64_t words[2] = {0, 0};
+        int k = 0;
+        for (std::size_t i = 0; i < t.size(); ++i) {
+            const char c = t[i];
+            if (i == 8 || i == 13 || i == 18 || i == 23) {
+                if (c != '-') return false;
+                continue;
+            }
+            unsigned v;
+            if (c >= '0' && c <= '9') v = static_cast<unsigned>(c - '0');
+            else if (c >= 'a' && c <= 'f') v = static_cast<unsigned>(c - 'a' + 10);
+            else if (c >= 'A' && c <= 'F') v = static_cast<unsigned>(c - 'A' + 10);
+            else return false;
+            words[k / 16] = (words[k / 16] << 4) | v;
+            ++k;
+        }
+        out = uuid::from_u64(words[0], words[1]);
+        return true;
+    };
+    std::mt19937_64 rng(29);
+    std::vector<std::string> texts{"00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff",
+                                   "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", "0123456789-abcdefABCDEF-0123456789ab"};
+    for (int i = 0; i < 2000; ++i) {
+        std::string t = uuid::from_u64(rng(), rng()).to_string();
+        for (auto& c : t)
+            if (rng() % 2) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+        texts.push_back(std::move(t));
+    }
+    std::size_t accepted = 0, refused = 0;
+    auto compare = [&](const std::string& t) {
+        uuid got = uuid::from_u64(1, 1), want;
+        const bool ok = uuid::parse_quietly(t, got);
+        REQUIRE(ok == reference(t, want));
+        if (ok) {
+            REQUIRE(got == want);
+            ++accepted;
+        } else {
+            REQUIRE(got == uuid::from_u64(1, 1));  // untouched
+            ++refused;
+        }
+    };
+    for (const auto& t : texts) compare(t);
+    // Every byte value at every offset of a few of them (digits, letters of both cases,
+    // bytes just outside each range, control and non-ASCII bytes).
+    for (std::size_t which = 0; which < 8; ++which) {
+        for (std::size_t offset = 0; offset < uuid::text_size; ++offset) {
+            for (int b = 0; b < 256; ++b) {
+                std::string t = texts[which];
+                t[offset] = static_cast<char>(b);
+                INFO("text " << texts[which] << ", offset " << offset << ", byte " << b);
+                compare(t);
+            }
+        }
+    }
+    CHECK(accepted > 2000);
+    CHECK(refused > 50'000);
+}

@@ -707,10 +707,11 @@ private:
             auto* entry = in_progress_.try_emplace(id).first;
             entry->route = route;
             entry->tag = std::move(m.tag);
+            reuse_tag_id(m.tag);
         }
         const detail::ingesting_event previous = std::exchange(detail::ingesting(), detail::ingesting_event{core_.get(), id});
         result<publish_result> r = courier::detail::envelope_text_publisher::publish(
-            bus_, std::move(*env), data_text, &detail::parse_data_text, [core = core_, id]() { core->settle(0, {}, id); });
+            bus_, std::move(*env), data_text, &detail::parse_data_text, courier::detail::settle_hook{&settled_by_bus, core_});
         detail::ingesting() = previous;
         if (!r || r->closed) {
             // Not taken by the bus (the callback will not run): the delivery is ours again.
@@ -730,6 +731,25 @@ private:
             return;
         }
         core_->ingested.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    // The bus settled an ingested event (on the thread that handled it last).
+    static void settled_by_bus(void* core, const uuid& event_id) noexcept {
+        try {
+            static_cast<detail::bridge_core*>(core)->settle(0, {}, event_id);
+        } catch (...) {
+            // Not recorded (out of memory): never acked, so the broker redelivers it.
+        }
+    }
+
+    // Gives a delivery whose tag moved on the buffer of an acked one's id: the transport writes
+    // the next delivery's id into it (an id longer than a short string, such as a Kafka topic
+    // or a NATS ack subject, otherwise costs an allocation and a free per message).
+    void reuse_tag_id(delivery_tag& moved_from) {
+        if (spare_tag_ids_.empty()) return;
+        moved_from.id = std::move(spare_tag_ids_.back());
+        moved_from.id.clear();
+        spare_tag_ids_.pop_back();
     }
 
     void dead_letter_in(const inbound_message& m, const ingest_spec& spec, std::string reason) {
@@ -772,6 +792,7 @@ private:
                 return false;
             }
             core_->acked.fetch_add(1, std::memory_order_relaxed);
+            if (spare_tag_ids_.size() < core_->options.poll_batch) spare_tag_ids_.push_back(std::move(batch[i].tag.id));
         }
         return true;
     }
@@ -788,6 +809,7 @@ private:
     std::atomic<std::size_t> route_count_{0};             // routes_.size(), read without the lock
     std::vector<const route_state*> io_routes_;           // the I/O thread's only
     std::vector<detail::settled_delivery> acks_;          // the I/O thread's only (send_acks)
+    std::vector<std::string> spare_tag_ids_;              // the I/O thread's only (reuse_tag_id)
     std::atomic<std::size_t> subscribed_{0};
     std::string last_error_;                              // guarded by mutex_
     bool stopped_ = false;                                // guarded by mutex_

@@ -217,7 +217,7 @@ private:
     // `data_text` (with `parser`): the data as checked JSON text, env.data ignored (see
     // detail::envelope_text_publisher).
     result<publish_result> publish_envelope(envelope&& env, std::function<void()>&& on_settled, std::string_view data_text = {},
-                                            detail::data_text_parser parser = nullptr) {
+                                            detail::data_text_parser parser = nullptr, detail::settle_hook&& settle = {}) {
         auto name = event_name::parse(env.event_type);
         if (!name) return unexpected(name.error());
         if (env.version != name->version()) {
@@ -230,6 +230,7 @@ private:
         auto* m = new detail::envelope_message(std::move(env), data_text, parser);
         m->heap = true;
         m->on_settled = std::move(on_settled);
+        m->settle = std::move(settle);
         inherit_context(*m);
         auto& cache = local_cache();
         const detail::route* r = named_route(cache, m->event_type());
@@ -238,6 +239,7 @@ private:
             // Closed while we built the message: refused like a publish that came later, and
             // on_settled is not called (the contract for `closed`).
             m->on_settled = nullptr;
+            m->settle = {};
             detail::release(m);
             return publish_result{0, 0, true};
         }
@@ -769,11 +771,11 @@ namespace detail {
 /// For a bridge's ingest: publish(envelope, on_settled) for an envelope whose data is still the
 /// JSON text the broker delivered, checked by the bridge (copied into the message). Typed
 /// subscribers read the text (see read_data_as); the document is made by `parser` only if a
-/// reader asks for it.
+/// reader asks for it. `settle` is called as on_settled would be (see settle_hook).
 struct envelope_text_publisher {
     static result<publish_result> publish(event_bus& bus, envelope&& env, std::string_view data_text, data_text_parser parser,
-                                          std::function<void()>&& on_settled) {
-        return bus.publish_envelope(std::move(env), std::move(on_settled), data_text, parser);
+                                          settle_hook&& settle) {
+        return bus.publish_envelope(std::move(env), std::function<void()>{}, data_text, parser, std::move(settle));
     }
 };
 }  // namespace detail

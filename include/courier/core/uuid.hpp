@@ -138,18 +138,19 @@ public:
     /// anything else. For hints on hot paths; `parse` says what is wrong.
     static bool parse_quietly(std::string_view text, uuid& out) noexcept {
         if (text.size() != text_size) return false;
-        // One pass without a branch per digit: a byte that is no hex digit sets the high bits of `bad`.
-        static constexpr unsigned char digit_at[32] = {0,  1,  2,  3,  4,  5,  6,  7,  9,  10, 11, 12, 14, 15, 16, 17,
-                                                       19, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35};
-        std::uint64_t words[2] = {0, 0};
-        unsigned bad = 0;
-        for (int k = 0; k < 32; ++k) {
-            const unsigned v = hex_digit_value(text[digit_at[k]]);
-            bad |= v;
-            words[k / 16] = (words[k / 16] << 4) | (v & 0xF);
-        }
-        if (bad >= 16 || text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return false;
-        out = from_u64(words[0], words[1]);
+        // Eight digits per word (see unhex8): a digit at a time cost 500 instructions an id, and
+        // a bridge reads one or two per message it ingests.
+        const char* p = text.data();
+        if (p[8] != '-' || p[13] != '-' || p[18] != '-' || p[23] != '-') return false;
+        char middle[16];
+        std::memcpy(middle, p + 9, 4);
+        std::memcpy(middle + 4, p + 14, 4);
+        std::memcpy(middle + 8, p + 19, 4);
+        std::memcpy(middle + 12, p + 24, 4);
+        std::uint64_t bad = 0;
+        const std::uint64_t a = unhex8(p, bad), b = unhex8(middle, bad), c = unhex8(middle + 8, bad), d = unhex8(p + 28, bad);
+        if (bad != 0) return false;
+        out = from_u64((a << 32) | b, (c << 32) | d);
         return true;
     }
 
@@ -171,6 +172,26 @@ private:
             return t;
         }();
         return table[static_cast<unsigned char>(c)];
+    }
+
+    // The value of the eight hex digits (either case) at `p`, the first most significant; sets
+    // bits of `bad` when a byte is not one. Each byte is tested against both ranges at once:
+    // below 0x80, b + (0x80 - lo) has its top bit set when b >= lo, and b + (0x7F - hi) when
+    // b > hi, without a carry into the next byte. A digit's value is its low nibble, plus 9 for
+    // a letter (bit 6 set).
+    static std::uint64_t unhex8(const char* p, std::uint64_t& bad) noexcept {
+        constexpr std::uint64_t ones = 0x0101010101010101u;
+        std::uint64_t x;
+        std::memcpy(&x, p, 8);
+        if constexpr (std::endian::native == std::endian::little) x = __builtin_bswap64(x);  // first digit in the top byte
+        const std::uint64_t lower = x | (ones * 0x20);
+        const std::uint64_t digit = (x + ones * (0x80 - '0')) & ~(x + ones * (0x7F - '9'));
+        const std::uint64_t letter = (lower + ones * (0x80 - 'a')) & ~(lower + ones * (0x7F - 'f'));
+        bad |= (x | ~(digit | letter)) & (ones * 0x80);
+        x = (x & (ones * 0x0F)) + ((x >> 6) & ones) * 9;
+        x = (x | (x >> 4)) & 0x00FF00FF00FF00FFu;
+        x = (x | (x >> 8)) & 0x0000FFFF0000FFFFu;
+        return (x | (x >> 16)) & 0xFFFFFFFFu;
     }
 
     // The eight lowercase hex digits of `v`, most significant first, as the bytes of a word in

@@ -294,6 +294,15 @@ struct typed_message final : message_base, pooled_allocation<typed_message<T>> {
 /// Makes the document of data kept as text (see envelope_message).
 using data_text_parser = nlohmann::json (*)(std::string_view);
 
+/// A bridge's ingest learns that the bus settled an event through `settled(owner, event_id)`
+/// (as envelope_message::on_settled): a function and a shared owner rather than a
+/// std::function, whose buffer is too small for an owner and an event id (an allocation per
+/// ingested message).
+struct settle_hook {
+    void (*settled)(void* owner, const uuid& event_id) noexcept = nullptr;
+    std::shared_ptr<void> owner;
+};
+
 /// A dynamic event published as an envelope: the data is JSON already, or JSON text that is
 /// parsed when a reader first needs the document (a bridge's ingest: its typed subscribers read
 /// the text, and most events never need the document at all).
@@ -338,6 +347,7 @@ struct envelope_message final : message_base, pooled_allocation<envelope_message
     envelope_message(const envelope_message&) = delete;
     envelope_message& operator=(const envelope_message&) = delete;
     ~envelope_message() {
+        if (settle.settled) settle.settled(settle.owner.get(), env.event_id);
         if (on_settled) {
             try {
                 on_settled();
@@ -370,6 +380,8 @@ struct envelope_message final : message_base, pooled_allocation<envelope_message
     /// has handled it, dead-lettered it or dropped it (see event_bus::publish(envelope, f)).
     /// Empty for every other publish, so a plain envelope pays one empty check at its end.
     std::function<void()> on_settled;
+    /// As on_settled, for a bridge's ingest (see settle_hook).
+    settle_hook settle;
 
     static void destroy(message_base* m) noexcept { delete static_cast<envelope_message*>(m); }
 
